@@ -1,0 +1,28 @@
+"""keras-psp: post-synaptic potential (PSP) regularization for Keras 3.
+
+Tartaglione, Perlo, Grangetto, "Post-synaptic potential regularization has
+potential", ICANN 2019. PSP adds `λ · ½ Σ z²` to the training loss, where `z`
+is every neuron's pre-activation.
+"""
+
+from keras_psp.conversion import apply_psp
+from keras_psp.layers import PreActivationRegularizer
+from keras_psp.layers import PSPActivation
+from keras_psp.layers import PSPConv2D
+from keras_psp.layers import PSPDense
+from keras_psp.models import PSPModel
+from keras_psp.models import PSPSequential
+from keras_psp.penalty import psp_penalty
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "PSPActivation",
+    "PSPConv2D",
+    "PSPDense",
+    "PSPModel",
+    "PSPSequential",
+    "PreActivationRegularizer",
+    "apply_psp",
+    "psp_penalty",
+]

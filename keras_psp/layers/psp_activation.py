@@ -1,0 +1,90 @@
+"""Standalone PSP layer regularizing the input of an activation."""
+
+import keras
+
+from keras_psp.layers.psp_layer import PSPLayerMixin
+
+
+@keras.saving.register_keras_serializable(package="keras_psp")
+class PSPActivation(PSPLayerMixin, keras.layers.Layer):
+    """Applies an activation and regularizes its input with PSP.
+
+    For `conv → batch norm → (+ residual) → ReLU` the pre-activation `z` is
+    the ReLU's input, after batch norm and the add; this layer takes the
+    place of the activation: it adds `psp_penalty(z, strength, reduction)`
+    with `add_loss` and returns `activation(z)`.
+
+    Args:
+        activation: what to apply: a name or function from
+            `keras.activations` (`"relu"`, `"swish"`, ...) or an activation
+            layer instance (`keras.layers.ReLU(max_value=6.0)`,
+            `LeakyReLU`, `ELU`, `PReLU`, `Activation`, ...), whose weights
+            (e.g. `PReLU`'s slopes) it keeps.
+        strength: λ, a finite float >= 0, stored in the non-trainable float32
+            variable `self.strength`.
+        reduction: `"sum"` (paper eq. 7) or `"mean"` (the authors' code); see
+            `keras_psp.psp_penalty`.
+        **kwargs: base layer arguments (`name`, `dtype`, ...).
+
+    Example:
+
+    >>> import numpy as np
+    >>> layer = PSPActivation("relu", strength=0.5)
+    >>> y = layer(np.array([[-1.0, 2.0]]))
+    >>> [float(v) for v in keras.ops.convert_to_numpy(y)[0]]
+    [0.0, 2.0]
+    >>> float(layer.losses[0])  # 0.5 * 0.5 * (1 + 4)
+    1.25
+    """
+
+    def __init__(self, activation, strength=1e-3, reduction="sum", **kwargs):
+        super().__init__(**kwargs)
+        self._init_psp(strength, reduction)
+        if isinstance(activation, dict):
+            activation = keras.layers.deserialize(activation)
+        if isinstance(activation, keras.layers.Layer):
+            if isinstance(activation, PSPLayerMixin):
+                raise ValueError(
+                    "Argument `activation` is already a PSP layer "
+                    f"({type(activation).__name__} '{activation.name}'); "
+                    "regularizing it again would count its input twice."
+                )
+        else:
+            try:
+                activation = keras.activations.get(activation)
+            except ValueError as error:
+                raise ValueError(
+                    "Argument `activation` must be an activation name, a "
+                    "callable or an activation layer. Received: "
+                    f"activation={activation!r}."
+                ) from error
+            if activation is None or not callable(activation):
+                raise ValueError(
+                    "Argument `activation` must be an activation name, a "
+                    "callable or an activation layer. Received: "
+                    f"activation={activation!r}."
+                )
+        self.activation = activation
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        if isinstance(self.activation, keras.layers.Layer):
+            if not self.activation.built:
+                self.activation.build(input_shape)
+        self.built = True
+
+    def call(self, inputs):
+        self.add_psp_loss(inputs)
+        return self.activation(inputs)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(self._psp_config())
+        if isinstance(self.activation, keras.layers.Layer):
+            config["activation"] = keras.layers.serialize(self.activation)
+        else:
+            config["activation"] = keras.activations.serialize(self.activation)
+        return config

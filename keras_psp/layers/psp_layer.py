@@ -1,0 +1,97 @@
+"""State and behaviour shared by every PSP layer."""
+
+import keras
+from keras import ops
+
+from keras_psp.penalty import psp_penalty
+from keras_psp.penalty import validate_reduction
+from keras_psp.penalty import validate_strength
+
+
+class PSPLayerMixin:
+    """Mixin giving a Keras layer a PSP strength variable and its penalty.
+
+    Every PSP layer (`PreActivationRegularizer`, `PSPActivation`, `PSPDense`,
+    `PSPConv2D`) mixes this in; `apply_psp` and `PSPModel` find PSP layers
+    by it. λ is a float32 non-trainable variable named `strength`, so a
+    callback can change it during `fit` with `layer.strength.assign(value)`
+    and the compiled train step sees the new value without recompiling.
+    """
+
+    def _init_psp(self, strength, reduction):
+        strength = validate_strength(strength)
+        self.reduction = validate_reduction(reduction)
+        # float32 and never autocast: λ must not be rounded to float16, and
+        # the penalty is accumulated in float32 anyway.
+        self.strength = self.add_weight(
+            name="strength",
+            shape=(),
+            dtype="float32",
+            initializer=keras.initializers.Constant(strength),
+            trainable=False,
+            autocast=False,
+        )
+
+    def add_psp_loss(self, z):
+        """Adds the PSP penalty of the pre-activation `z` with `add_loss`."""
+        self.add_loss(psp_penalty(z, self.strength, self.reduction))
+
+    def _psp_config(self):
+        return {
+            "strength": float(ops.convert_to_numpy(self.strength)),
+            "reduction": self.reduction,
+        }
+
+
+class PSPAffineMixin(PSPLayerMixin):
+    """PSP for a subclass of a Keras layer that has an `activation`.
+
+    The layer keeps all of its base class (`Dense`, `Conv2D`, ...): its
+    weights, arguments and config. It runs its base class's `call` with a
+    linear activation, which gives `z`, adds the penalty of `z`, and applies
+    the activation it was given (`self.psp_activation`).
+    """
+
+    # The Keras layer class this PSP layer replaces; set by subclasses.
+    base_layer_class = None
+
+    def _init_affine_psp(self, strength, reduction):
+        self._init_psp(strength, reduction)
+        self.psp_activation = self.activation
+        self.activation = keras.activations.linear
+
+    def call(self, inputs, *args, **kwargs):
+        z = super().call(inputs, *args, **kwargs)
+        self.add_psp_loss(z)
+        return self.psp_activation(z)
+
+    def get_config(self):
+        config = super().get_config()
+        config["activation"] = keras.activations.serialize(self.psp_activation)
+        config.update(self._psp_config())
+        return config
+
+    @classmethod
+    def from_layer(cls, layer, strength=1e-3, reduction="sum"):
+        """Returns a PSP copy of `layer` with the same config and weights.
+
+        Args:
+            layer: an instance of `cls.base_layer_class` (e.g. a `Dense` for
+                `PSPDense`), built or not; it is left unchanged.
+            strength: λ for the new layer.
+            reduction: `"sum"` or `"mean"`.
+        """
+        base = cls.base_layer_class
+        if type(layer) is not base:
+            raise TypeError(
+                f"Argument `layer` of {cls.__name__}.from_layer must be a "
+                f"`{base.__name__}` instance. Received: layer={layer!r}. Use "
+                "`keras_psp.PreActivationRegularizer` for other layer types."
+            )
+        new = cls(**layer.get_config(), strength=strength, reduction=reduction)
+        if layer.built:
+            new.build_from_config(layer.get_build_config())
+            targets = [w for w in new.weights if w is not new.strength]
+            for target, source in zip(targets, layer.weights, strict=True):
+                target.assign(source)
+        return new

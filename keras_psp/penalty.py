@@ -1,0 +1,113 @@
+"""The PSP penalty: one function that every layer and the converter call."""
+
+import math
+import numbers
+
+import numpy as np
+from keras import ops
+
+REDUCTIONS = ("sum", "mean")
+
+
+def validate_strength(strength, name="strength"):
+    """Checks a PSP strength λ and returns it as a Python float.
+
+    Args:
+        strength: the value to check: a finite, non-negative real number.
+        name: the argument's name, used in the error message.
+
+    Returns:
+        `float(strength)`.
+
+    Raises:
+        TypeError: if `strength` is not a real number (bools are refused).
+        ValueError: if `strength` is negative, NaN or infinite.
+    """
+    if isinstance(strength, (bool, np.bool_)) or not isinstance(
+        strength, numbers.Real
+    ):
+        raise TypeError(
+            f"Argument `{name}` must be a non-negative real number (the PSP "
+            f"strength λ). Received: {name}={strength!r} of type "
+            f"{type(strength).__name__}."
+        )
+    value = float(strength)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(
+            f"Argument `{name}` must be a finite number >= 0 (the PSP "
+            f"strength λ). Received: {name}={strength!r}."
+        )
+    return value
+
+
+def validate_reduction(reduction):
+    """Checks a PSP `reduction` and returns it.
+
+    Raises:
+        ValueError: if `reduction` is not one of `"sum"`, `"mean"`.
+    """
+    if not isinstance(reduction, str) or reduction not in REDUCTIONS:
+        raise ValueError(
+            f"Argument `reduction` must be one of {REDUCTIONS}. "
+            f"Received: reduction={reduction!r}."
+        )
+    return reduction
+
+
+def psp_penalty(z, strength, reduction="sum"):
+    """Computes the post-synaptic potential (PSP) penalty of `z`.
+
+    `z` holds the pre-activations of one layer for a batch: its first axis is
+    the batch, every other entry is a unit (a neuron of a dense layer, or one
+    position of one filter of a convolution). With B examples and `z[b, u]`
+    the potential of unit u for example b:
+
+    - `reduction="sum"` (default; paper eq. 7, averaged over the batch like
+      the data loss, so λ means the same at any batch size):
+
+          penalty = λ · (1/B) · Σ_b ½ Σ_u z[b, u]²
+
+    - `reduction="mean"` (the normalization of the authors' public PyTorch
+      code, with which the paper's λ = 1e-3 results were obtained):
+
+          penalty = λ · (1/(B·U)) · Σ_b Σ_u z[b, u]²
+
+      The authors also divide λ by the number L of regularized layers; that
+      is done by giving each layer λ/L (`apply_psp(...,
+      divide_by_num_layers=True)`), not here.
+
+    The sum is accumulated in float32 whatever the dtype of `z`, so that
+    `mixed_float16` models stay finite for activations in the hundreds.
+
+    Args:
+        z: tensor of rank >= 1 whose first axis is the batch.
+        strength: λ, a Python number or a scalar tensor/variable.
+        reduction: `"sum"` or `"mean"`, as above.
+
+    Returns:
+        A float32 scalar tensor.
+
+    Example:
+
+    >>> import numpy as np
+    >>> z = np.array([[1.0, 2.0], [3.0, 4.0]])
+    >>> float(psp_penalty(z, 0.1, "sum"))  # 0.1 * (0.5*5 + 0.5*25) / 2
+    0.75
+    >>> float(psp_penalty(z, 0.1, "mean"))  # 0.1 * 30 / 4
+    0.75
+    """
+    validate_reduction(reduction)
+    z = ops.cast(z, "float32")
+    if len(z.shape) < 1:
+        raise ValueError(
+            "Argument `z` must have a batch axis (rank >= 1). "
+            f"Received a tensor of shape {z.shape}."
+        )
+    squares = ops.square(z)
+    if reduction == "mean":
+        value = ops.mean(squares)
+    else:
+        unit_axes = tuple(range(1, len(z.shape)))
+        per_example = ops.sum(squares, axis=unit_axes) if unit_axes else squares
+        value = 0.5 * ops.mean(per_example)
+    return ops.cast(strength, "float32") * value

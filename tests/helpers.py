@@ -1,0 +1,40 @@
+"""Backend-specific autodiff for tests (library code uses keras.ops only)."""
+
+import keras
+import numpy as np
+
+
+def gradients(loss_fn, variables):
+    """Returns d loss_fn() / d variables as numpy arrays, on any backend.
+
+    `loss_fn` takes no argument and reads the variables' current values.
+    """
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            loss = loss_fn()
+        grads = tape.gradient(loss, [v.value for v in variables])
+        return [np.asarray(g) for g in grads]
+    if backend == "torch":
+        import torch
+
+        loss = loss_fn()
+        grads = torch.autograd.grad(loss, [v.value for v in variables])
+        return [g.detach().cpu().numpy() for g in grads]
+    if backend == "jax":
+        import jax
+
+        def pure(values):
+            mapping = list(zip(variables, values, strict=True))
+            with keras.StatelessScope(state_mapping=mapping):
+                return loss_fn()
+
+        grads = jax.grad(pure)([v.value for v in variables])
+        return [np.asarray(g) for g in grads]
+    raise NotImplementedError(backend)
+
+
+def to_numpy(x):
+    return np.asarray(keras.ops.convert_to_numpy(x))
