@@ -28,7 +28,10 @@ def gradients(loss_fn, variables):
 
         def pure(values):
             mapping = list(zip(variables, values, strict=True))
-            with keras.StatelessScope(state_mapping=mapping):
+            # collect_losses: let add_loss record losses inside the scope.
+            with keras.StatelessScope(
+                state_mapping=mapping, collect_losses=True
+            ):
                 return loss_fn()
 
         grads = jax.grad(pure)([v.value for v in variables])
