@@ -71,6 +71,17 @@ class PSPAffineMixin(PSPLayerMixin):
         config.update(self._psp_config())
         return config
 
+    # Dense and Conv save only their own weights, by position; λ is stored
+    # beside them under a key of its own.
+    def save_own_variables(self, store):
+        super().save_own_variables(store)
+        store["psp_strength"] = self.strength
+
+    def load_own_variables(self, store):
+        super().load_own_variables(store)
+        if "psp_strength" in store.keys():
+            self.strength.assign(store["psp_strength"])
+
     @classmethod
     def from_layer(cls, layer, strength=1e-3, reduction="sum"):
         """Returns a PSP copy of `layer` with the same config and weights.
