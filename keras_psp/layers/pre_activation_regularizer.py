@@ -76,7 +76,7 @@ class PreActivationRegularizer(PSPLayerMixin, keras.layers.Wrapper):
     >>> layer = PreActivationRegularizer(
     ...     keras.layers.Dense(4, activation="relu"), strength=1e-3)
     >>> y = layer(np.ones((2, 3)))
-    >>> y.shape
+    >>> tuple(y.shape)
     (2, 4)
     >>> len(layer.losses)
     1

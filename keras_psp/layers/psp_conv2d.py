@@ -33,7 +33,7 @@ class PSPConv2D(PSPAffineMixin, keras.layers.Conv2D):
 
     >>> import numpy as np
     >>> layer = PSPConv2D(20, 5, activation="relu", strength=1e-3)
-    >>> layer(np.ones((2, 28, 28, 1))).shape
+    >>> tuple(layer(np.ones((2, 28, 28, 1))).shape)
     (2, 24, 24, 20)
     >>> len(layer.losses)
     1

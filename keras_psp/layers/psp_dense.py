@@ -31,7 +31,7 @@ class PSPDense(PSPAffineMixin, keras.layers.Dense):
 
     >>> import numpy as np
     >>> layer = PSPDense(120, activation="relu", strength=1e-3)
-    >>> layer(np.ones((2, 400))).shape
+    >>> tuple(layer(np.ones((2, 400))).shape)
     (2, 120)
     >>> len(layer.losses)
     1
