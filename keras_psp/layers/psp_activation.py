@@ -5,6 +5,19 @@ import keras
 from keras_psp.layers.psp_layer import PSPLayerMixin
 
 
+def _get_activation(identifier):
+    error = ValueError(
+        "Argument `activation` must be an activation name, a callable or an "
+        f"activation layer. Received: activation={identifier!r}."
+    )
+    if identifier is None:
+        raise error
+    try:
+        return keras.activations.get(identifier)
+    except ValueError:
+        raise error from None
+
+
 @keras.saving.register_keras_serializable(package="keras_psp")
 class PSPActivation(PSPLayerMixin, keras.layers.Layer):
     """Applies an activation and regularizes its input with PSP.
@@ -42,28 +55,14 @@ class PSPActivation(PSPLayerMixin, keras.layers.Layer):
         self._init_psp(strength, reduction)
         if isinstance(activation, dict):
             activation = keras.layers.deserialize(activation)
-        if isinstance(activation, keras.layers.Layer):
-            if isinstance(activation, PSPLayerMixin):
-                raise ValueError(
-                    "Argument `activation` is already a PSP layer "
-                    f"({type(activation).__name__} '{activation.name}'); "
-                    "regularizing it again would count its input twice."
-                )
-        else:
-            try:
-                activation = keras.activations.get(activation)
-            except ValueError as error:
-                raise ValueError(
-                    "Argument `activation` must be an activation name, a "
-                    "callable or an activation layer. Received: "
-                    f"activation={activation!r}."
-                ) from error
-            if activation is None or not callable(activation):
-                raise ValueError(
-                    "Argument `activation` must be an activation name, a "
-                    "callable or an activation layer. Received: "
-                    f"activation={activation!r}."
-                )
+        if isinstance(activation, PSPLayerMixin):
+            raise ValueError(
+                "Argument `activation` is already a PSP layer "
+                f"({type(activation).__name__} '{activation.name}'); "
+                "regularizing it again would count its input twice."
+            )
+        if not isinstance(activation, keras.layers.Layer):
+            activation = _get_activation(activation)
         self.activation = activation
         self.supports_masking = True
 

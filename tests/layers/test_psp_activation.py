@@ -98,7 +98,7 @@ def test_unknown_reduction():
         PSPActivation("relu", reduction="max")
 
 
-@pytest.mark.parametrize("bad", ["no_such_activation", 3])
+@pytest.mark.parametrize("bad", ["no_such_activation", 3, None])
 def test_bad_activation(bad):
     with pytest.raises(ValueError, match="`activation`"):
         PSPActivation(bad)
