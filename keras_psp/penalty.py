@@ -40,16 +40,20 @@ def validate_strength(strength, name="strength"):
     return value
 
 
-def validate_reduction(reduction):
+def validate_reduction(reduction, name="reduction"):
     """Checks a PSP `reduction` and returns it.
+
+    Args:
+        reduction: the value to check: `"sum"` or `"mean"`.
+        name: the argument's name, used in the error message.
 
     Raises:
         ValueError: if `reduction` is not one of `"sum"`, `"mean"`.
     """
     if not isinstance(reduction, str) or reduction not in REDUCTIONS:
         raise ValueError(
-            f"Argument `reduction` must be one of {REDUCTIONS}. "
-            f"Received: reduction={reduction!r}."
+            f"Argument `{name}` must be one of {REDUCTIONS}. "
+            f"Received: {name}={reduction!r}."
         )
     return reduction
 

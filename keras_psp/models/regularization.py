@@ -1,0 +1,142 @@
+"""Regularization options shared by the model builders."""
+
+import keras
+
+from keras_psp.layers.psp_activation import PSPActivation
+from keras_psp.layers.psp_conv2d import PSPConv2D
+from keras_psp.layers.psp_dense import PSPDense
+from keras_psp.models.psp_model import PSPModel
+from keras_psp.models.psp_model import psp_layers
+from keras_psp.penalty import validate_reduction
+from keras_psp.penalty import validate_strength
+
+
+class Regularization:
+    """The none / L2 / PSP choice of a builder, and the layers it implies.
+
+    Args:
+        weight_decay: L2 λ. Each kernel gets `keras.regularizers.L2(λ/2)`,
+            i.e. a penalty `λ/2 · Σ w²` whose gradient `λ·w` is what SGD's
+            `weight_decay=λ` adds in the authors' PyTorch code (there it also
+            applies to biases and batch-norm parameters; here to kernels).
+        psp_strength: PSP λ (0 for none).
+        psp_reduction: `"sum"` or `"mean"` (see `keras_psp.psp_penalty`).
+        psp_divide_by_num_layers: give each of the L regularized layers λ/L,
+            as the authors' code does.
+    """
+
+    def __init__(
+        self,
+        weight_decay=0.0,
+        psp_strength=0.0,
+        psp_reduction="mean",
+        psp_divide_by_num_layers=True,
+    ):
+        self.weight_decay = validate_strength(weight_decay, "weight_decay")
+        self.psp_strength = validate_strength(psp_strength, "psp_strength")
+        self.psp_reduction = validate_reduction(psp_reduction, "psp_reduction")
+        self.divide = bool(psp_divide_by_num_layers)
+
+    @property
+    def psp(self):
+        return self.psp_strength > 0
+
+    def kernel_regularizer(self):
+        if self.weight_decay == 0:
+            return None
+        return keras.regularizers.L2(self.weight_decay / 2)
+
+    def _psp_kwargs(self):
+        # The final λ is set by `model()`, once L is known.
+        return {"strength": self.psp_strength, "reduction": self.psp_reduction}
+
+    def conv(self, filters, kernel_size, activation=None, **kwargs):
+        """A Conv2D; with PSP, a PSPConv2D when it has its own activation."""
+        kwargs.setdefault("kernel_regularizer", self.kernel_regularizer())
+        if self.psp and activation is not None:
+            return PSPConv2D(
+                filters, kernel_size, activation, **self._psp_kwargs(), **kwargs
+            )
+        return keras.layers.Conv2D(
+            filters, kernel_size, activation=activation, **kwargs
+        )
+
+    def depthwise_conv(self, kernel_size, **kwargs):
+        kwargs.setdefault("depthwise_regularizer", self.kernel_regularizer())
+        return keras.layers.DepthwiseConv2D(kernel_size, **kwargs)
+
+    def dense(self, units, activation=None, regularize=True, **kwargs):
+        """A Dense; with PSP (and `regularize`), a PSPDense."""
+        kwargs.setdefault("kernel_regularizer", self.kernel_regularizer())
+        if self.psp and regularize:
+            return PSPDense(units, activation, **self._psp_kwargs(), **kwargs)
+        return keras.layers.Dense(units, activation=activation, **kwargs)
+
+    def activation(self, activation, name=None):
+        """The activation after batch norm / add; with PSP, a PSPActivation."""
+        if self.psp:
+            return PSPActivation(activation, **self._psp_kwargs(), name=name)
+        return keras.layers.Activation(activation, name=name)
+
+    def linear_point(self, x, name=None):
+        """Regularizes `x` as a pre-activation with no activation after it
+        (e.g. MobileNetV2's linear bottlenecks); without PSP, returns `x`."""
+        if not self.psp:
+            return x
+        return PSPActivation("linear", **self._psp_kwargs(), name=name)(x)
+
+    def model(self, inputs, outputs, name):
+        """Builds the model and sets each PSP layer's final λ."""
+        if not self.psp:
+            return keras.Model(inputs, outputs, name=name)
+        model = PSPModel(inputs, outputs, name=name)
+        layers = psp_layers(model)
+        strength = self.psp_strength
+        if self.divide:
+            strength /= len(layers)
+        for layer in layers:
+            layer.strength.assign(strength)
+        return model
+
+
+def batch_norm(name):
+    """Batch norm with PyTorch's defaults (momentum 0.1, eps 1e-5)."""
+    return keras.layers.BatchNormalization(
+        momentum=0.9, epsilon=1e-5, name=name
+    )
+
+
+def strided_conv(x, conv, stride, name):
+    """`conv` (padding "valid") after PyTorch-style symmetric padding 1.
+
+    Keras' "same" pads a stride-2 3×3 conv on an even input only at the
+    bottom/right; the authors' PyTorch models pad 1 on every side.
+    """
+    if stride == 1:
+        return conv(x)
+    return conv(keras.layers.ZeroPadding2D(1, name=f"{name}_pad")(x))
+
+
+def check_classes(classes):
+    if not isinstance(classes, int) or isinstance(classes, bool) or classes < 1:
+        raise ValueError(
+            f"Argument `classes` must be a positive integer. Received: "
+            f"classes={classes!r}."
+        )
+
+
+def output_activation(logits, classifier_activation, name):
+    """Applies `classifier_activation` (None: return the logits)."""
+    if classifier_activation is None:
+        return logits
+    # float32 output keeps the softmax stable under mixed precision.
+    return keras.layers.Activation(
+        classifier_activation, dtype="float32", name=name
+    )(logits)
+
+
+def classifier(x, classes, classifier_activation, regularization, name):
+    """Dense logits (PSP-regularized, as in the authors' code), activation."""
+    check_classes(classes)
+    logits = regularization.dense(classes, name=f"{name}_logits")(x)
+    return output_activation(logits, classifier_activation, name)
