@@ -2,13 +2,14 @@
 
     python applications/quickstart.py [--epochs 3] [--data-dir DIR]
 
-Reads MNIST with tensorflow-datasets from a local data dir (`--data-dir`,
-else `TFDS_DATA_DIR`, else tfds' default); on machines without network,
-prepare it first (see README). Prints each model's test error and the PSP
-term of the loss. Settings follow the paper's MNIST experiment: SGD lr 0.1,
-batch 100; L2 as SGD weight decay 1e-4 on all parameters (the authors'
-baseline); PSP λ = 1e-3 in the authors' normalization (mean of z² per
-layer, λ divided by the number of regularized layers).
+Reads MNIST with `keras_psp.datasets` (tensorflow-datasets) from a local
+data dir (`--data-dir`, else `TFDS_DATA_DIR`, else tfds' default); on
+machines without network, prepare it first (see README). Prints each
+model's test error and the PSP term of the loss. Settings follow the
+paper's MNIST experiment: SGD lr 0.1, batch 100; L2 as SGD weight decay
+1e-4 on all parameters (the authors' baseline); PSP λ = 1e-3 in the
+authors' normalization (mean of z² per layer, λ divided by the number of
+regularized layers).
 """
 
 import argparse
@@ -19,6 +20,7 @@ import time
 import keras
 
 import keras_psp
+from keras_psp.models import LeNet5
 
 
 def positive_int(text):
@@ -49,55 +51,6 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def load_mnist(data_dir, batch_size, train_examples, test_examples, seed):
-    import tensorflow as tf
-    import tensorflow_datasets as tfds
-
-    builder = tfds.builder("mnist", data_dir=data_dir)
-    if not builder.is_prepared():
-        sys.exit(
-            f"MNIST is not prepared in {builder.data_dir}. Set --data-dir or "
-            "TFDS_DATA_DIR to a tfds data dir that holds it, or prepare it "
-            "(offline: python ../shared/datasets/prepare_tfds.py)."
-        )
-
-    def normalize(image, label):
-        image = (tf.cast(image, "float32") / 255.0 - 0.1307) / 0.3081
-        return image, label
-
-    train, test = builder.as_dataset(
-        split=["train", "test"], as_supervised=True
-    )
-    if train_examples:
-        train = train.take(train_examples)
-    if test_examples:
-        test = test.take(test_examples)
-    train = train.map(normalize).cache().shuffle(10_000, seed=seed)
-    test = test.map(normalize).cache()
-    return (
-        train.batch(batch_size).prefetch(2),
-        test.batch(1000).prefetch(2),
-    )
-
-
-def lenet5():
-    """LeNet-5 as in the authors' MNIST scripts (431,080 parameters)."""
-    layers = keras.layers
-    return keras.Sequential(
-        [
-            keras.Input((28, 28, 1)),
-            layers.Conv2D(20, 5, activation="relu"),
-            layers.MaxPooling2D(2),
-            layers.Conv2D(50, 5, activation="relu"),
-            layers.MaxPooling2D(2),
-            layers.Flatten(),
-            layers.Dense(500, activation="relu"),
-            layers.Dense(10),
-        ],
-        name="lenet5",
-    )
-
-
 def train(model, weight_decay, train_data, test_data, epochs):
     model.compile(
         optimizer=keras.optimizers.SGD(0.1, weight_decay=weight_decay),
@@ -119,25 +72,38 @@ def train(model, weight_decay, train_data, test_data, epochs):
 def main(argv=None):
     args = parse_args(argv)
     keras.utils.set_random_seed(args.seed)
-    train_data, test_data = load_mnist(
-        args.data_dir,
-        args.batch_size,
-        args.train_examples,
-        args.test_examples,
-        args.seed,
-    )
+    try:
+        splits = keras_psp.datasets.load(
+            "mnist",
+            args.batch_size,
+            data_dir=args.data_dir,
+            seed=args.seed,
+            train_examples=args.train_examples,
+            test_examples=args.test_examples,
+            test_batch_size=1000,
+        )
+    except keras_psp.datasets.DatasetUnavailableError as error:
+        sys.exit(f"error: {error}")
+    train_data, test_data = splits.train, splits.test
     print(f"keras {keras.__version__}, backend {keras.backend.backend()}")
 
     print("\n== L2 (SGD weight decay 1e-4) ==")
     keras.utils.set_random_seed(args.seed)
     _, l2, l2_seconds = train(
-        lenet5(), 1e-4, train_data, test_data, args.epochs
+        LeNet5(classifier_activation=None),
+        1e-4,
+        train_data,
+        test_data,
+        args.epochs,
     )
 
     print("\n== PSP (λ = 1e-3, authors' normalization) ==")
     keras.utils.set_random_seed(args.seed)
-    psp_model = keras_psp.apply_psp(
-        lenet5(), 1e-3, reduction="mean", divide_by_num_layers=True
+    psp_model = LeNet5(
+        classifier_activation=None,
+        psp_strength=1e-3,
+        psp_reduction="mean",
+        psp_divide_by_num_layers=True,
     )
     psp_history, psp, psp_seconds = train(
         psp_model, 0.0, train_data, test_data, args.epochs

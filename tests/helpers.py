@@ -1,4 +1,7 @@
-"""Backend-specific autodiff for tests (library code uses keras.ops only)."""
+"""Test helpers: backend-specific autodiff (library code uses keras.ops
+only) and tfds data, real or mocked."""
+
+import contextlib
 
 import keras
 import numpy as np
@@ -41,3 +44,25 @@ def gradients(loss_fn, variables):
 
 def to_numpy(x):
     return np.asarray(keras.ops.convert_to_numpy(x))
+
+
+@contextlib.contextmanager
+def tfds_data(name, num_examples=64):
+    """The real local tfds data set when prepared, else tfds' mock data.
+
+    CIFAR-10 is never on our machines, so it is always mocked. Mocked
+    builders report themselves unprepared; `is_prepared` is patched so the
+    library's fail-fast check lets the mock through.
+    """
+    import tensorflow_datasets as tfds
+
+    if tfds.builder(name).is_prepared():
+        yield False
+        return
+    with tfds.testing.mock_data(num_examples=num_examples):
+        original = tfds.core.DatasetBuilder.is_prepared
+        tfds.core.DatasetBuilder.is_prepared = lambda self: True
+        try:
+            yield True
+        finally:
+            tfds.core.DatasetBuilder.is_prepared = original

@@ -1,30 +1,15 @@
-import contextlib
 import re
 import time
 
 import pytest
-import tensorflow_datasets as tfds
 
 from applications import quickstart
-
-
-@contextlib.contextmanager
-def mnist_available():
-    """Real local MNIST when prepared, else tfds' mock data."""
-    if tfds.builder("mnist").is_prepared():
-        yield
-        return
-    with tfds.testing.mock_data(num_examples=400):
-        original = tfds.core.DatasetBuilder.is_prepared
-        tfds.core.DatasetBuilder.is_prepared = lambda self: True
-        try:
-            yield
-        finally:
-            tfds.core.DatasetBuilder.is_prepared = original
+from keras_psp import datasets
+from tests.helpers import tfds_data
 
 
 def test_trains_both_models_and_prints_errors_and_psp_term(capsys):
-    with mnist_available():
+    with tfds_data("mnist", num_examples=400):
         quickstart.main(
             [
                 "--epochs",
@@ -43,7 +28,9 @@ def test_trains_both_models_and_prints_errors_and_psp_term(capsys):
     assert term and float(term.group(1)) > 0
 
 
-def test_missing_data_fails_fast_with_advice(tmp_path):
+def test_missing_data_fails_fast_with_advice(tmp_path, monkeypatch):
+    # As on a machine without network.
+    monkeypatch.setattr(datasets, "_reachable", lambda host, timeout=5: False)
     start = time.time()
     with pytest.raises(SystemExit, match="TFDS_DATA_DIR"):
         quickstart.main(["--data-dir", str(tmp_path)])
