@@ -5,6 +5,8 @@ potential", ICANN 2019. PSP adds `λ · ½ Σ z²` to the training loss, where `
 is every neuron's pre-activation.
 """
 
+from keras_psp import datasets
+from keras_psp import models
 from keras_psp.conversion import apply_psp
 from keras_psp.layers import PreActivationRegularizer
 from keras_psp.layers import PSPActivation
@@ -24,5 +26,7 @@ __all__ = [
     "PSPSequential",
     "PreActivationRegularizer",
     "apply_psp",
+    "datasets",
+    "models",
     "psp_penalty",
 ]
