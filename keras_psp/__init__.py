@@ -7,6 +7,7 @@ is every neuron's pre-activation.
 
 from keras_psp import datasets
 from keras_psp import models
+from keras_psp import training
 from keras_psp.conversion import apply_psp
 from keras_psp.layers import PreActivationRegularizer
 from keras_psp.layers import PSPActivation
@@ -28,5 +29,6 @@ __all__ = [
     "apply_psp",
     "datasets",
     "models",
+    "training",
     "psp_penalty",
 ]

@@ -1,0 +1,132 @@
+"""The paper's optimizer settings and learning-rate schedules."""
+
+import keras
+
+# Epochs at which the authors' CIFAR-10 runs divide the learning rate by 10.
+PAPER_CIFAR_DECAY_EPOCHS = (150, 250, 350)
+
+
+def _check_positive_int(value, name):
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(
+            f"Argument `{name}` must be a positive integer. Received: "
+            f"{name}={value!r}."
+        )
+
+
+def step_decay(
+    steps_per_epoch,
+    initial_learning_rate=0.1,
+    decay_epochs=PAPER_CIFAR_DECAY_EPOCHS,
+    factor=0.1,
+):
+    """Learning rate × `factor` at each of `decay_epochs` (the paper's CIFAR
+    schedule: 0.1, ×0.1 at epochs 150, 250 and 350).
+
+    Args:
+        steps_per_epoch: optimizer steps per epoch (training examples /
+            batch size, rounded up).
+        initial_learning_rate: learning rate of the first epochs.
+        decay_epochs: increasing epochs (0-based: epoch 150 is the 151st)
+            from which the rate is multiplied by `factor`.
+        factor: the multiplier.
+
+    Returns:
+        A `keras.optimizers.schedules.PiecewiseConstantDecay`.
+    """
+    _check_positive_int(steps_per_epoch, "steps_per_epoch")
+    decay_epochs = list(decay_epochs)
+    if (
+        decay_epochs != sorted(set(decay_epochs))
+        or min(decay_epochs, default=1) < 1
+    ):
+        raise ValueError(
+            "Argument `decay_epochs` must be increasing epochs >= 1. "
+            f"Received: decay_epochs={decay_epochs!r}."
+        )
+    # PiecewiseConstantDecay switches after a boundary step; the optimizer's
+    # step counter is 0 on the first step of epoch 0.
+    boundaries = [epoch * steps_per_epoch - 1 for epoch in decay_epochs]
+    values = [
+        initial_learning_rate * factor**i for i in range(len(boundaries) + 1)
+    ]
+    return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+
+
+def cosine_decay(
+    steps_per_epoch, epochs, initial_learning_rate=0.1, warmup_epochs=0
+):
+    """Cosine decay to 0 over `epochs`, after an optional linear warm-up:
+    the shorter schedule for budget runs.
+
+    Returns:
+        A `keras.optimizers.schedules.CosineDecay`.
+    """
+    _check_positive_int(steps_per_epoch, "steps_per_epoch")
+    _check_positive_int(epochs, "epochs")
+    if not isinstance(warmup_epochs, int) or not 0 <= warmup_epochs < epochs:
+        raise ValueError(
+            "Argument `warmup_epochs` must be an integer in [0, epochs). "
+            f"Received: warmup_epochs={warmup_epochs!r}."
+        )
+    warmup_steps = warmup_epochs * steps_per_epoch
+    decay_steps = epochs * steps_per_epoch - warmup_steps
+    if warmup_steps:
+        return keras.optimizers.schedules.CosineDecay(
+            0.0,
+            decay_steps,
+            warmup_target=initial_learning_rate,
+            warmup_steps=warmup_steps,
+        )
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate, decay_steps
+    )
+
+
+def paper_optimizer(
+    steps_per_epoch,
+    schedule="step",
+    epochs=None,
+    learning_rate=0.1,
+    momentum=0.9,
+    weight_decay=None,
+):
+    """SGD as in the paper's CIFAR-10 runs: lr 0.1, momentum 0.9.
+
+    Args:
+        steps_per_epoch: optimizer steps per epoch.
+        schedule: `"step"` (×0.1 at epochs 150, 250, 350, the paper's),
+            `"cosine"` (cosine decay over `epochs`, for shorter runs) or
+            `"constant"`.
+        epochs: length of the cosine schedule (required for `"cosine"`).
+        learning_rate: the initial learning rate.
+        momentum: SGD momentum (0 for the paper's MNIST runs).
+        weight_decay: SGD weight decay applied by the optimizer to every
+            variable, as PyTorch's SGD `weight_decay` in the authors' L2
+            baseline (None: off).
+
+    Returns:
+        A `keras.optimizers.SGD`.
+
+    Example:
+
+    >>> optimizer = paper_optimizer(steps_per_epoch=391)
+    >>> round(float(optimizer.learning_rate), 6)
+    0.1
+    """
+    if schedule == "step":
+        rate = step_decay(steps_per_epoch, learning_rate)
+    elif schedule == "cosine":
+        if epochs is None:
+            raise ValueError('Argument `epochs` is required for "cosine".')
+        rate = cosine_decay(steps_per_epoch, epochs, learning_rate)
+    elif schedule == "constant":
+        rate = learning_rate
+    else:
+        raise ValueError(
+            "Argument `schedule` must be one of 'step', 'cosine', "
+            f"'constant'. Received: schedule={schedule!r}."
+        )
+    return keras.optimizers.SGD(
+        rate, momentum=momentum, weight_decay=weight_decay
+    )
