@@ -6,8 +6,10 @@ from keras_psp.models.regularization import Regularization
 from keras_psp.models.regularization import check_classes
 from keras_psp.models.regularization import output_activation
 from keras_psp.models.regularization import strided_conv
+from keras_psp.models.regularization import with_builder_args
 
 
+@with_builder_args
 def AllCNNC(
     input_shape=(32, 32, 3),
     classes=10,
@@ -34,23 +36,7 @@ def AllCNNC(
     With PSP, z is the output of each of the 9 convs before its ReLU, as in
     the authors' code (the averaged logits are not regularized).
 
-    Args:
-        input_shape: image shape, default `(32, 32, 3)`.
-        classes: number of classes.
-        classifier_activation: activation applied to the logits
-            (`"softmax"`, or `None` to return logits).
-        name: the model's name.
-        weight_decay: L2 λ on every kernel (0: none); see
-            `keras_psp.models.regularization.Regularization`.
-        psp_strength: PSP λ (0: none). May be combined with `weight_decay`.
-        psp_reduction: `"mean"` (default, the authors' normalization) or
-            `"sum"` (paper eq. 7).
-        psp_divide_by_num_layers: give each regularized layer λ/L (L = 9),
-            as the authors' code does (default True).
-
-    Returns:
-        An uncompiled functional model: a `keras_psp.PSPModel` (which logs
-        `psp_loss`) when `psp_strength > 0`, else a `keras.Model`.
+    {builder_args}
 
     Example:
 

@@ -4,8 +4,10 @@ import keras
 
 from keras_psp.models.regularization import Regularization
 from keras_psp.models.regularization import classifier
+from keras_psp.models.regularization import with_builder_args
 
 
+@with_builder_args
 def LeNet5(
     input_shape=(28, 28, 1),
     classes=10,
@@ -25,23 +27,7 @@ def LeNet5(
     PSP, z is taken before each ReLU and at the logits (4 regularized layers,
     as in their code), using `PSPConv2D` and `PSPDense`.
 
-    Args:
-        input_shape: image shape, default `(28, 28, 1)`.
-        classes: number of classes.
-        classifier_activation: activation applied to the logits
-            (`"softmax"`, or `None` to return logits).
-        name: the model's name.
-        weight_decay: L2 λ on every kernel (0: none); see
-            `keras_psp.models.regularization.Regularization`.
-        psp_strength: PSP λ (0: none). May be combined with `weight_decay`.
-        psp_reduction: `"mean"` (default, the authors' normalization, in
-            which the paper's λ = 1e-3 was set) or `"sum"` (paper eq. 7).
-        psp_divide_by_num_layers: give each regularized layer λ/L (L = 4),
-            as the authors' code does (default True).
-
-    Returns:
-        An uncompiled functional model: a `keras_psp.PSPModel` (which logs
-        `psp_loss`) when `psp_strength > 0`, else a `keras.Model`.
+    {builder_args}
 
     Example:
 

@@ -6,6 +6,7 @@ from keras_psp.models.regularization import Regularization
 from keras_psp.models.regularization import batch_norm
 from keras_psp.models.regularization import classifier
 from keras_psp.models.regularization import strided_conv
+from keras_psp.models.regularization import with_builder_args
 
 # (expansion, output filters, blocks, first block's stride); the second
 # stage's stride is 1 instead of 2 for 32×32 inputs.
@@ -55,6 +56,7 @@ def _inverted_residual(x, expansion, filters, stride, reg, name):
     return reg.linear_point(y, name=f"{name}_out")
 
 
+@with_builder_args
 def MobileNetV2(
     input_shape=(32, 32, 3),
     classes=10,
@@ -80,23 +82,7 @@ def MobileNetV2(
     the input of every ReLU, each block's (linear) output, and the logits
     (1 + 17·3 + 1 + 1 = 54 regularized layers).
 
-    Args:
-        input_shape: image shape, default `(32, 32, 3)`.
-        classes: number of classes.
-        classifier_activation: activation applied to the logits
-            (`"softmax"`, or `None` to return logits).
-        name: the model's name.
-        weight_decay: L2 λ on every kernel (0: none); see
-            `keras_psp.models.regularization.Regularization`.
-        psp_strength: PSP λ (0: none). May be combined with `weight_decay`.
-        psp_reduction: `"mean"` (default, the authors' normalization) or
-            `"sum"` (paper eq. 7).
-        psp_divide_by_num_layers: give each regularized layer λ/L, as the
-            authors' code does (default True).
-
-    Returns:
-        An uncompiled functional model: a `keras_psp.PSPModel` (which logs
-        `psp_loss`) when `psp_strength > 0`, else a `keras.Model`.
+    {builder_args}
 
     Example:
 

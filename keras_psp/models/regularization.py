@@ -10,6 +10,35 @@ from keras_psp.models.psp_model import psp_layers
 from keras_psp.penalty import validate_reduction
 from keras_psp.penalty import validate_strength
 
+# The arguments every builder shares, spliced into their docstrings.
+BUILDER_ARGS = """\
+    Args:
+        input_shape: image shape (height, width, channels).
+        classes: number of classes.
+        classifier_activation: activation applied to the logits
+            (`"softmax"`, or `None` to return logits).
+        name: the model's name.
+        weight_decay: L2 λ on every kernel (0: none); see
+            `keras_psp.models.regularization.Regularization`.
+        psp_strength: PSP λ (0: none). May be combined with `weight_decay`.
+        psp_reduction: `"mean"` (default, the authors' normalization, in
+            which the paper's λ values were set) or `"sum"` (paper eq. 7).
+        psp_divide_by_num_layers: give each of the L regularized layers
+            λ/L, as the authors' code does (default True).
+
+    Returns:
+        An uncompiled functional model: a `keras_psp.PSPModel` (which logs
+        `psp_loss`) when `psp_strength > 0`, else a `keras.Model`.
+"""
+
+
+def with_builder_args(builder):
+    """Puts `BUILDER_ARGS` in place of `{builder_args}` in the docstring."""
+    builder.__doc__ = builder.__doc__.replace(
+        "    {builder_args}\n", BUILDER_ARGS
+    )
+    return builder
+
 
 class Regularization:
     """The none / L2 / PSP choice of a builder, and the layers it implies.

@@ -6,6 +6,7 @@ from keras_psp.models.regularization import Regularization
 from keras_psp.models.regularization import batch_norm
 from keras_psp.models.regularization import classifier
 from keras_psp.models.regularization import strided_conv
+from keras_psp.models.regularization import with_builder_args
 
 
 def _basic_block(x, filters, stride, reg, name):
@@ -40,6 +41,7 @@ def _basic_block(x, filters, stride, reg, name):
     return reg.activation("relu", name=f"{name}_relu2")(y)
 
 
+@with_builder_args
 def ResNet18(
     input_shape=(32, 32, 3),
     classes=10,
@@ -65,23 +67,7 @@ def ResNet18(
     residual add where there is one), regularized by `PSPActivation`, plus
     the logits: 17 ReLUs + 1 = 18 regularized layers.
 
-    Args:
-        input_shape: image shape, default `(32, 32, 3)`.
-        classes: number of classes.
-        classifier_activation: activation applied to the logits
-            (`"softmax"`, or `None` to return logits).
-        name: the model's name.
-        weight_decay: L2 λ on every kernel (0: none); see
-            `keras_psp.models.regularization.Regularization`.
-        psp_strength: PSP λ (0: none). May be combined with `weight_decay`.
-        psp_reduction: `"mean"` (default, the authors' normalization) or
-            `"sum"` (paper eq. 7).
-        psp_divide_by_num_layers: give each regularized layer λ/L, as the
-            authors' code does (default True).
-
-    Returns:
-        An uncompiled functional model: a `keras_psp.PSPModel` (which logs
-        `psp_loss`) when `psp_strength > 0`, else a `keras.Model`.
+    {builder_args}
 
     Example:
 
