@@ -83,12 +83,50 @@ def _output_layers(model):
     return {id(tensor._keras_history[0]) for tensor in model.outputs}
 
 
+def pre_activation_layers(model, regularize_logits=True):
+    """Returns the layers of `model` that have a pre-activation z.
+
+    These are the layers `apply_psp` regularizes (before `include` and
+    `exclude`) and the PSP layers already there, as `(layer, kind)` pairs
+    in graph order; `kind` is `"psp"` for a PSP layer, `"activation"` for an
+    activation layer (z is its input) and `"wrap"` for a layer with its own
+    activation (z is its affine part's output).
+    """
+    outputs = _output_layers(model)
+    found = []
+    for layer in _all_layers(model):
+        if isinstance(layer, PSPLayerMixin):
+            found.append((layer, "psp"))
+            continue
+        kind = _kind(layer, id(layer) in outputs, regularize_logits)
+        if kind == "activation" and _fed_by_linear_psp_layer(layer):
+            continue  # its z, the PSP layer's output, is regularized already
+        if kind is not None:
+            found.append((layer, kind))
+    return found
+
+
+def _fed_by_linear_psp_layer(layer):
+    try:
+        source = layer.input._keras_history[0]
+    except (AttributeError, ValueError):
+        return False
+    activation = getattr(
+        source, "psp_activation", getattr(source, "activation", None)
+    )
+    return isinstance(source, PSPLayerMixin) and _is_linear(activation)
+
+
 def _all_layers(model):
-    return [
-        layer
-        for layer in model._flatten_layers(include_self=False, recursive=True)
-        if not isinstance(layer, keras.Model)
-    ]
+    """The layers of the model's graph, nested models' included (but not
+    the sublayers inside a layer, e.g. the layer a wrapper wraps)."""
+    layers = []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            layers.extend(_all_layers(layer))
+        else:
+            layers.append(layer)
+    return layers
 
 
 def apply_psp(
@@ -185,11 +223,9 @@ def apply_psp(
     include = _check_selector(include, "include")
     exclude = _check_selector(exclude, "exclude")
 
-    outputs = _output_layers(model)
     plan = {}
-    for layer in _all_layers(model):
-        kind = _kind(layer, id(layer) in outputs, regularize_logits)
-        if kind is None:
+    for layer, kind in pre_activation_layers(model, regularize_logits):
+        if kind == "psp":
             continue
         if include and not _matches(layer, include):
             continue

@@ -215,3 +215,20 @@ def test_keras_applications_convert_and_train(application):
     assert all(np.isfinite(losses))
     assert losses[-1] < losses[0]
     assert history.history["psp_loss"][0] > 0
+
+
+def test_softmax_after_linear_psp_logits_is_not_regularized_twice():
+    from keras_psp.models import LeNet5
+
+    model = LeNet5(psp_strength=1e-3)
+    converted = apply_psp(model, 1e-3)
+    assert isinstance(converted.get_layer("predictions"), L.Activation)
+    assert len(psp_layers(converted)) == 4
+
+
+def test_converting_a_converted_model_changes_nothing():
+    model = apply_psp(_small_functional(), 1e-3)
+    again = apply_psp(model, 1e-3, divide_by_num_layers=True)
+    assert len(psp_layers(again)) == len(psp_layers(model)) == 6
+    for layer in psp_layers(again):
+        assert float(to_numpy(layer.strength)) == pytest.approx(1e-3)

@@ -97,6 +97,10 @@ class PreActivationRegularizer(PSPLayerMixin, keras.layers.Wrapper):
         super().build(input_shape)
         self.built = True
 
+    def pre_activation(self, inputs):
+        """Returns z, the wrapped layer's affine output, for `inputs`."""
+        return self.layer(inputs)
+
     def call(self, inputs, *args, **kwargs):
         z = self.layer(inputs, *args, **kwargs)
         self.add_psp_loss(z)

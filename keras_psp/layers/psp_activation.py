@@ -72,6 +72,10 @@ class PSPActivation(PSPLayerMixin, keras.layers.Layer):
                 self.activation.build(input_shape)
         self.built = True
 
+    def pre_activation(self, inputs):
+        """Returns z: the activation's input itself."""
+        return inputs
+
     def call(self, inputs):
         self.add_psp_loss(inputs)
         return self.activation(inputs)

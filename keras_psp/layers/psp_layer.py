@@ -60,6 +60,10 @@ class PSPAffineMixin(PSPLayerMixin):
         self.psp_activation = self.activation
         self.activation = keras.activations.linear
 
+    def pre_activation(self, inputs):
+        """Returns z, the base layer's output before the activation."""
+        return super().call(inputs)
+
     def call(self, inputs, *args, **kwargs):
         z = super().call(inputs, *args, **kwargs)
         self.add_psp_loss(z)

@@ -1,0 +1,231 @@
+"""Callbacks: watching pre-activations, scheduling the PSP strength."""
+
+import math
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_psp.conversion import pre_activation_layers
+from keras_psp.layers.psp_layer import PSPLayerMixin
+from keras_psp.models.psp_model import psp_layers
+from keras_psp.penalty import psp_penalty
+
+
+class _PreActivationProbe(keras.layers.Layer):
+    """Computes the pre-activation z of `target` from `target`'s input.
+
+    It shares `target`'s weights (it holds no variable of its own).
+    """
+
+    def __init__(self, target, **kwargs):
+        super().__init__(**kwargs)
+        # A plain attribute holder, so the target is not tracked twice.
+        self._target = [target]
+
+    def call(self, inputs):
+        (target,) = self._target
+        if isinstance(target, PSPLayerMixin):
+            return target.pre_activation(inputs)
+        if not hasattr(target, "activation") or isinstance(
+            target, keras.layers.Activation
+        ):
+            return inputs  # an activation layer: z is its input
+        # A layer with its own activation: run it linear. Only this probe,
+        # outside the training step, calls the layer meanwhile.
+        activation = target.activation
+        target.activation = keras.activations.linear
+        try:
+            return target.call(inputs)
+        finally:
+            target.activation = activation
+
+
+def _probe_model(model, regularize_logits):
+    layers = [
+        layer for layer, _ in pre_activation_layers(model, regularize_logits)
+    ]
+    if not layers:
+        raise ValueError(
+            "The model has no pre-activation to monitor (no layer with a "
+            "non-linear activation, no activation layer, no PSP layer)."
+        )
+    outputs = [
+        _PreActivationProbe(layer, name=f"probe_{layer.name}")(layer.input)
+        for layer in layers
+    ]
+    return layers, keras.Model(model.input, outputs)
+
+
+class PreActivationMonitor(keras.callbacks.Callback):
+    """Logs the mean squared pre-activation ⟨z²⟩ of every layer each epoch.
+
+    On a fixed batch `x` (held out from training, e.g. the first test
+    batch), in inference mode, at the end of each epoch, it adds to the
+    epoch's logs, so that `CSVLogger`, `TensorBoard` and `History` get them:
+
+    - `z2/<layer>`: ⟨z²⟩ = mean of z² over the batch and the layer's units,
+      for every pre-activation (the layers `keras_psp.apply_psp` would
+      regularize, and the PSP layers), whether it is penalized or not:
+      this is the quantity of the paper's Fig. 2b, comparable between
+      unregularized, L2 and PSP models;
+    - `z2_mean`: the mean of these over the layers;
+    - `psp_term`: for models with PSP layers, the PSP penalty of the batch
+      (each layer's `strength` and `reduction`).
+
+    It costs one forward pass of `x` per epoch. Put it before `CSVLogger`
+    in the callbacks list so that the logger sees these entries. Layers
+    inside nested models are not measured.
+
+    Args:
+        x: the fixed batch (a NumPy array or tensor of inputs).
+        per_layer: whether to log `z2/<layer>` for every layer (else only
+            `z2_mean` and `psp_term`).
+        regularize_logits: whether the logits count as a pre-activation, as
+            in `apply_psp`.
+
+    Example:
+
+    ```python
+    monitor = keras_psp.callbacks.PreActivationMonitor(x_test[:1000])
+    logger = keras.callbacks.CSVLogger("history.csv")
+    model.fit(x, y, epochs=10, callbacks=[monitor, logger])
+    ```
+    """
+
+    def __init__(self, x, per_layer=True, regularize_logits=True):
+        super().__init__()
+        self.x = x
+        self.per_layer = per_layer
+        self.regularize_logits = regularize_logits
+        self._probe = None
+
+    def measure(self):
+        """Returns `{name: value}` for the model's current weights."""
+        if self._probe is None:
+            self._layers, self._probe = _probe_model(
+                self.model, self.regularize_logits
+            )
+        zs = self._probe(self.x, training=False)
+        if not isinstance(zs, (list, tuple)):
+            zs = [zs]
+        values = {}
+        means = []
+        psp_term = 0.0
+        for layer, z in zip(self._layers, zs, strict=True):
+            mean = float(
+                ops.convert_to_numpy(
+                    ops.mean(ops.square(ops.cast(z, "float32")))
+                )
+            )
+            means.append(mean)
+            if self.per_layer:
+                values[f"z2/{layer.name}"] = mean
+            if isinstance(layer, PSPLayerMixin):
+                psp_term += float(
+                    ops.convert_to_numpy(
+                        psp_penalty(z, layer.strength, layer.reduction)
+                    )
+                )
+        values["z2_mean"] = float(np.mean(means))
+        if psp_layers(self.model):
+            values["psp_term"] = psp_term
+        return values
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs.update(self.measure())
+
+
+def step_strength(decay_epochs, factor=0.1):
+    """λ multiplied by `factor` at each of `decay_epochs` (0-based)."""
+    decay_epochs = sorted(decay_epochs)
+    return lambda epoch: factor ** sum(epoch >= e for e in decay_epochs)
+
+
+def cosine_strength(epochs, final_factor=0.0):
+    """λ decayed from its initial value to `final_factor`× along a cosine
+    over `epochs` (then held)."""
+
+    def schedule(epoch):
+        progress = min(epoch / max(epochs - 1, 1), 1.0)
+        cosine = 0.5 * (1 + math.cos(math.pi * progress))
+        return final_factor + (1 - final_factor) * cosine
+
+    return schedule
+
+
+def warmup_strength(epochs):
+    """λ ramped linearly from 1/`epochs`× to its full value over `epochs`."""
+    return lambda epoch: min((epoch + 1) / epochs, 1.0)
+
+
+class StrengthScheduler(keras.callbacks.Callback):
+    """Changes the PSP strength λ of every PSP layer during `fit`.
+
+    At the start of each epoch every PSP layer's `strength` variable is set
+    to `schedule(epoch)` times the value it had when training began; the
+    compiled train step reads the variable, so nothing is recompiled. The
+    factor is logged as `psp_strength_factor`. The paper names a decay
+    policy for λ as future work; `step_strength`, `cosine_strength` and
+    `warmup_strength` make common ones. Put it before `BackupAndRestore`
+    so that a resumed run starts from the initial λ.
+
+    Args:
+        schedule: a function of the epoch index (0-based) returning a
+            finite factor >= 0.
+        verbose: 1 to print the factor at each epoch.
+
+    Example:
+
+    ```python
+    scheduler = StrengthScheduler(cosine_strength(epochs=50))
+    model.fit(x, y, epochs=50, callbacks=[scheduler])
+    ```
+    """
+
+    def __init__(self, schedule, verbose=0):
+        super().__init__()
+        if not callable(schedule):
+            raise TypeError(
+                "Argument `schedule` must be a function of the epoch. "
+                f"Received: schedule={schedule!r}."
+            )
+        self.schedule = schedule
+        self.verbose = verbose
+        self._initial = None
+        self._factor = None
+
+    def on_train_begin(self, logs=None):
+        if self._initial is None:
+            layers = psp_layers(self.model)
+            if not layers:
+                raise ValueError(
+                    "StrengthScheduler needs a model with PSP layers."
+                )
+            self._initial = [
+                (layer, float(ops.convert_to_numpy(layer.strength)))
+                for layer in layers
+            ]
+
+    def on_epoch_begin(self, epoch, logs=None):
+        factor = self.schedule(epoch)
+        try:
+            factor = float(factor)
+        except (TypeError, ValueError):
+            factor = float("nan")
+        if not math.isfinite(factor) or factor < 0:
+            raise ValueError(
+                "The `schedule` of StrengthScheduler must return a finite "
+                f"factor >= 0. Received {self.schedule(epoch)!r} at epoch "
+                f"{epoch}."
+            )
+        for layer, initial in self._initial:
+            layer.strength.assign(initial * factor)
+        self._factor = factor
+        if self.verbose:
+            print(f"\nEpoch {epoch + 1}: PSP strength factor {factor:.4g}.")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["psp_strength_factor"] = self._factor

@@ -1,0 +1,170 @@
+import keras
+import numpy as np
+import pytest
+
+from keras_psp import apply_psp
+from keras_psp.callbacks import PreActivationMonitor
+from keras_psp.callbacks import StrengthScheduler
+from keras_psp.callbacks import cosine_strength
+from keras_psp.callbacks import step_strength
+from keras_psp.callbacks import warmup_strength
+from keras_psp.models import LeNet5
+from keras_psp.models.psp_model import psp_layers
+from tests.helpers import to_numpy
+from tests.test_penalty import numpy_mean
+
+L = keras.layers
+
+
+def _data(n=32):
+    x = np.random.randn(n, 28, 28, 1).astype("float32")
+    y = np.random.randint(0, 10, size=n)
+    return x, y
+
+
+def _expected_z2(model, x):
+    """⟨z²⟩ per layer, computed directly from the weights in numpy."""
+    conv1 = model.get_layer("conv1")
+    inputs = keras.Input((28, 28, 1))
+    conv = L.Conv2D(20, 5)
+    z1 = keras.Model(inputs, conv(inputs))
+    conv.set_weights([to_numpy(conv1.kernel), to_numpy(conv1.bias)])
+    return {"conv1": numpy_mean(to_numpy(z1(x)), 1.0)}
+
+
+@pytest.mark.parametrize("regime", ["none", "l2", "psp"])
+def test_monitor_logs_z2_for_every_regime(regime, tmp_path):
+    kwargs = {
+        "none": {},
+        "l2": {"weight_decay": 1e-4},
+        "psp": {"psp_strength": 1e-3},
+    }
+    model = LeNet5(**kwargs[regime])
+    model.compile(keras.optimizers.SGD(0.01), "sparse_categorical_crossentropy")
+    x, y = _data()
+    held_out = np.random.randn(16, 28, 28, 1).astype("float32")
+    monitor = PreActivationMonitor(held_out)
+    csv = tmp_path / "history.csv"
+    history = model.fit(
+        x,
+        y,
+        epochs=2,
+        batch_size=16,
+        verbose=0,
+        callbacks=[monitor, keras.callbacks.CSVLogger(str(csv))],
+    )
+    keys = {"z2/conv1", "z2/conv2", "z2/fc1", "z2_mean"}
+    assert keys <= set(history.history)
+    # The logits are the softmax layer's input (none/L2) or the PSP dense.
+    logits = "z2/predictions" if regime != "psp" else "z2/predictions_logits"
+    assert logits in history.history
+    assert ("psp_term" in history.history) == (regime == "psp")
+    header = csv.read_text().splitlines()[0].split(",")
+    assert "z2/conv1" in header and "z2_mean" in header
+    # The last epoch's value is that of the final weights.
+    np.testing.assert_allclose(
+        history.history["z2/conv1"][-1],
+        _expected_z2(model, held_out)["conv1"],
+        rtol=1e-4,
+    )
+
+
+def test_monitor_psp_term_equals_the_models_penalty():
+    model = LeNet5(psp_strength=1e-3)
+    x = np.random.randn(16, 28, 28, 1).astype("float32")
+    values = PreActivationMonitor(x)
+    values.set_model(model)
+    measured = values.measure()
+    model(x, training=False)
+    expected = sum(float(to_numpy(loss)) for loss in model.losses)
+    np.testing.assert_allclose(measured["psp_term"], expected, rtol=1e-5)
+    assert len([k for k in measured if k.startswith("z2/")]) == 4
+
+
+def test_monitor_on_converted_keras_application():
+    base = keras.applications.MobileNetV2(
+        weights=None, input_shape=(32, 32, 3), classes=4
+    )
+    x = np.random.rand(4, 32, 32, 3).astype("float32")
+    plain = PreActivationMonitor(x)
+    plain.set_model(base)
+    converted = PreActivationMonitor(x)
+    converted.set_model(apply_psp(base, 1e-3))
+    before, after = plain.measure(), converted.measure()
+    z2 = {k: v for k, v in before.items() if k.startswith("z2/")}
+    assert len(z2) == 36  # 35 ReLU6 + the logits
+    for key, value in z2.items():
+        np.testing.assert_allclose(after[key], value, rtol=1e-4)
+
+
+def test_strength_schedules():
+    assert [step_strength([2, 4])(e) for e in range(5)] == pytest.approx(
+        [1, 1, 0.1, 0.1, 0.01]
+    )
+    cosine = cosine_strength(5, final_factor=0.2)
+    assert cosine(0) == pytest.approx(1.0) and cosine(4) == pytest.approx(0.2)
+    assert cosine(9) == pytest.approx(0.2)
+    assert [warmup_strength(4)(e) for e in range(6)] == pytest.approx(
+        [0.25, 0.5, 0.75, 1, 1, 1]
+    )
+
+
+def test_scheduler_changes_strength_without_recompiling():
+    model = LeNet5(psp_strength=4e-3)  # each of the 4 layers gets 1e-3
+    model.compile(keras.optimizers.SGD(0.0), "sparse_categorical_crossentropy")
+    x, y = _data(16)
+    functions = []
+
+    class Spy(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            functions.append(self.model.train_function)
+            strengths.append(
+                [float(to_numpy(layer.strength)) for layer in psp_layers(model)]
+            )
+
+    strengths = []
+    history = model.fit(
+        x,
+        y,
+        epochs=3,
+        batch_size=16,
+        verbose=0,
+        callbacks=[StrengthScheduler(step_strength([1, 2], 0.5)), Spy()],
+    )
+    assert history.history["psp_strength_factor"] == [1.0, 0.5, 0.25]
+    for epoch_strengths, factor in zip(
+        strengths, [1.0, 0.5, 0.25], strict=True
+    ):
+        assert epoch_strengths == pytest.approx([1e-3 * factor] * 4)
+    first, second, third = history.history["psp_loss"]
+    # lr=0: the weights are fixed, so the term follows the factor exactly.
+    np.testing.assert_allclose(
+        [second, third], [first / 2, first / 4], rtol=1e-4
+    )
+    assert functions[0] is functions[1] is functions[2]
+
+
+def test_scheduler_bad_input():
+    with pytest.raises(TypeError, match="`schedule`"):
+        StrengthScheduler(0.5)
+    model = LeNet5(psp_strength=1e-3)
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    x, y = _data(4)
+    with pytest.raises(ValueError, match="finite factor"):
+        model.fit(
+            x,
+            y,
+            epochs=1,
+            verbose=0,
+            callbacks=[StrengthScheduler(lambda epoch: -1.0)],
+        )
+    plain = LeNet5()
+    plain.compile("sgd", "sparse_categorical_crossentropy")
+    with pytest.raises(ValueError, match="PSP layers"):
+        plain.fit(
+            x,
+            y,
+            epochs=1,
+            verbose=0,
+            callbacks=[StrengthScheduler(lambda epoch: 1.0)],
+        )
