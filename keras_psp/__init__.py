@@ -5,6 +5,7 @@ potential", ICANN 2019. PSP adds `λ · ½ Σ z²` to the training loss, where `
 is every neuron's pre-activation.
 """
 
+from keras_psp import callbacks
 from keras_psp import datasets
 from keras_psp import models
 from keras_psp import training
@@ -27,6 +28,7 @@ __all__ = [
     "PSPSequential",
     "PreActivationRegularizer",
     "apply_psp",
+    "callbacks",
     "datasets",
     "models",
     "training",

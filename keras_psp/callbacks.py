@@ -54,7 +54,8 @@ def _probe_model(model, regularize_logits):
         _PreActivationProbe(layer, name=f"probe_{layer.name}")(layer.input)
         for layer in layers
     ]
-    return layers, keras.Model(model.input, outputs)
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+    return layers, keras.Model(inputs, outputs)
 
 
 class PreActivationMonitor(keras.callbacks.Callback):
