@@ -1,0 +1,455 @@
+"""Train one configuration: model, data set, regularization, λ, seed.
+
+    python applications/train.py                      # LeNet-5, MNIST, PSP
+    python applications/train.py --regularization l2 --epochs 50
+    python applications/train.py --model resnet18 --dataset cifar10 \\
+        --regularization psp --strength 1e-3 --epochs 400
+
+Everything goes into a run directory (default `runs/<configuration>`):
+`history.csv` (one row per epoch: loss, test error, psp_loss, per-layer
+⟨z²⟩, ...), `results.json` (written once, at the end: final and best test
+error, settings, wall time, images/s, package versions, git commit),
+`args.json`, the final model `model.keras`, and `backup/`, from which a run
+that was interrupted (Ctrl-C, kill -9) resumes when started again with the
+same arguments. A run whose `results.json` exists is not run again.
+
+Defaults follow the paper: SGD lr 0.1, batch 100 and no momentum for
+MNIST/Fashion-MNIST (L2: weight decay 1e-4 on all parameters, as SGD's
+`weight_decay` in the authors' code); batch 128, momentum 0.9, ×0.1 at
+epochs 150/250/350 for CIFAR-10 (L2: 5e-4 on the kernels). PSP uses the
+authors' normalization: mean of z² per layer and λ/L per layer.
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+MODELS = ("lenet5", "all_cnn_c", "resnet18", "mobilenetv2")
+DATASETS = ("mnist", "fashion_mnist", "cifar10")
+REGULARIZATIONS = ("none", "l2", "psp")
+PAPER_L2 = {"mnist": 1e-4, "fashion_mnist": 1e-4, "cifar10": 5e-4}
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _non_negative_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(
+            f"must be a finite number >= 0, got {text}"
+        )
+    return value
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add = parser.add_argument
+    add("--model", choices=MODELS, default="lenet5")
+    add("--dataset", choices=DATASETS, default="mnist")
+    add("--regularization", choices=REGULARIZATIONS, default="psp")
+    add(
+        "--strength",
+        type=_non_negative_float,
+        default=None,
+        help="λ: PSP 1e-3; L2 1e-4 (MNIST) or 5e-4 (CIFAR-10) by default",
+    )
+    add(
+        "--reduction",
+        choices=("mean", "sum"),
+        default="mean",
+        help="PSP normalization (mean: the authors' code)",
+    )
+    add("--epochs", type=_positive_int, default=5)
+    add(
+        "--batch-size",
+        type=_positive_int,
+        default=None,
+        help="100 (MNIST) or 128 (CIFAR-10) by default",
+    )
+    add("--lr", type=_non_negative_float, default=0.1)
+    add(
+        "--momentum",
+        type=_non_negative_float,
+        default=None,
+        help="0 (MNIST) or 0.9 (CIFAR-10) by default",
+    )
+    add(
+        "--schedule",
+        choices=("constant", "step", "cosine"),
+        default=None,
+        help="learning rate: constant (MNIST) or step (CIFAR-10) by default",
+    )
+    add(
+        "--strength-schedule",
+        choices=("constant", "step", "cosine", "warmup"),
+        default="constant",
+        help="λ over the epochs (step: ×0.1 at 50%% and 75%%)",
+    )
+    add("--seed", type=int, default=1)
+    add(
+        "--backend",
+        choices=("tensorflow", "jax", "torch"),
+        default=None,
+        help="Keras backend (default: KERAS_BACKEND or Keras' own)",
+    )
+    add("--jit-compile", choices=("auto", "on", "off"), default="auto")
+    add(
+        "--mixed-precision",
+        action="store_true",
+        help="mixed_float16 compute (the penalty stays float32)",
+    )
+    add(
+        "--data-dir",
+        default=None,
+        help="tfds data dir (default: TFDS_DATA_DIR)",
+    )
+    add(
+        "--train-examples",
+        type=_positive_int,
+        default=None,
+        help="use only the first N training images (quick runs)",
+    )
+    add("--test-examples", type=_positive_int, default=None)
+    add(
+        "--monitor-examples",
+        type=_positive_int,
+        default=1000,
+        help="held-out test images on which ⟨z²⟩ is measured each epoch",
+    )
+    add("--run-dir", default=None, help="default: runs/<configuration>")
+    add("--verbose", choices=("auto", "0", "1", "2"), default="auto")
+    return parser
+
+
+def parse_args(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    cifar = args.dataset == "cifar10"
+    if args.model == "lenet5" and cifar:
+        parser.error("argument --model: lenet5 is for 28×28 MNIST-like data")
+    if args.model != "lenet5" and not cifar:
+        parser.error(f"argument --model: {args.model} is for CIFAR-10")
+    if args.strength is None:
+        args.strength = {
+            "none": 0.0,
+            "l2": PAPER_L2[args.dataset],
+            "psp": 1e-3,
+        }[args.regularization]
+    if args.regularization == "none" and args.strength:
+        parser.error(
+            "argument --strength: must be 0 with --regularization none"
+        )
+    if args.regularization != "psp" and args.strength_schedule != "constant":
+        parser.error("argument --strength-schedule: needs --regularization psp")
+    args.batch_size = args.batch_size or (128 if cifar else 100)
+    args.momentum = (
+        (0.9 if cifar else 0.0) if args.momentum is None else args.momentum
+    )
+    args.schedule = args.schedule or ("step" if cifar else "constant")
+    if args.backend:
+        os.environ["KERAS_BACKEND"] = args.backend
+        if "keras" in sys.modules:
+            import keras
+
+            if keras.backend.backend() != args.backend:
+                parser.error(
+                    f"argument --backend: Keras already runs on "
+                    f"{keras.backend.backend()} in this process"
+                )
+    if args.run_dir is None:
+        args.run_dir = os.path.join("runs", run_name(args))
+    return args
+
+
+def run_name(args):
+    name = f"{args.model}_{args.dataset}_{args.regularization}"
+    if args.regularization != "none":
+        name += f"{args.strength:g}"
+        if args.regularization == "psp":
+            name += f"_{args.reduction}"
+            if args.strength_schedule != "constant":
+                name += f"_{args.strength_schedule}"
+    return f"{name}_e{args.epochs}_seed{args.seed}"
+
+
+# The settings that define a run; a run dir holds one of them.
+RUN_KEYS = (
+    "model",
+    "dataset",
+    "regularization",
+    "strength",
+    "reduction",
+    "epochs",
+    "batch_size",
+    "lr",
+    "momentum",
+    "schedule",
+    "strength_schedule",
+    "seed",
+    "train_examples",
+    "test_examples",
+    "mixed_precision",
+)
+
+
+def write_json(path, data):
+    """Writes `data` to `path` atomically: a reader sees all or nothing."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def git_commit():
+    try:
+        return (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"],
+                capture_output=True,
+                text=True,
+                cwd=os.path.dirname(os.path.abspath(__file__)),
+                timeout=10,
+            ).stdout.strip()
+            or None
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def read_history(path):
+    """Rows of `history.csv` by epoch; a resumed run's repeated epochs keep
+    their last row."""
+    import csv
+
+    if not os.path.exists(path):
+        return []
+    rows = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            if row.get("epoch", "") != "":
+                rows[int(row["epoch"])] = row
+    return [rows[epoch] for epoch in sorted(rows)]
+
+
+def build_model(args, keras_psp, steps_per_epoch):
+    import keras
+
+    builder = {
+        "lenet5": keras_psp.models.LeNet5,
+        "all_cnn_c": keras_psp.models.AllCNNC,
+        "resnet18": keras_psp.models.ResNet18,
+        "mobilenetv2": keras_psp.models.MobileNetV2,
+    }[args.model]
+    # L2 as the authors' SGD weight decay (on all parameters) when that is
+    # what SGD does here too, i.e. without momentum; with momentum Keras'
+    # decay is decoupled, so L2 goes on the kernels as a loss term.
+    l2 = args.strength if args.regularization == "l2" else 0.0
+    optimizer_decay = l2 if args.momentum == 0 else 0.0
+    model = builder(
+        classifier_activation=None,
+        weight_decay=l2 - optimizer_decay,
+        psp_strength=args.strength if args.regularization == "psp" else 0.0,
+        psp_reduction=args.reduction,
+    )
+    optimizer = keras_psp.training.paper_optimizer(
+        steps_per_epoch,
+        schedule=args.schedule,
+        epochs=args.epochs,
+        learning_rate=args.lr,
+        momentum=args.momentum,
+        weight_decay=optimizer_decay or None,
+    )
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        jit_compile={"auto": "auto", "on": True, "off": False}[
+            args.jit_compile
+        ],
+    )
+    return model
+
+
+def strength_schedule(args, callbacks_module):
+    epochs = args.epochs
+    return {
+        "constant": lambda epoch: 1.0,
+        "step": callbacks_module.step_strength(
+            [max(1, epochs // 2), max(2, (3 * epochs) // 4)]
+        ),
+        "cosine": callbacks_module.cosine_strength(epochs),
+        "warmup": callbacks_module.warmup_strength(max(1, epochs // 10)),
+    }[args.strength_schedule]
+
+
+def train(args):
+    import keras
+
+    import keras_psp
+
+    os.makedirs(args.run_dir, exist_ok=True)
+    paths = {
+        name: os.path.join(args.run_dir, name)
+        for name in (
+            "args.json",
+            "results.json",
+            "history.csv",
+            "model.keras",
+            "backup",
+        )
+    }
+    settings = {key: getattr(args, key) for key in RUN_KEYS}
+    if os.path.exists(paths["args.json"]):
+        with open(paths["args.json"]) as f:
+            previous = json.load(f)
+        if previous != settings:
+            changed = sorted(
+                k for k in settings if previous.get(k) != settings[k]
+            )
+            sys.exit(
+                f"error: {args.run_dir} holds a run with other settings "
+                f"({', '.join(changed)}); choose another --run-dir"
+            )
+    if os.path.exists(paths["results.json"]):
+        with open(paths["results.json"]) as f:
+            results = json.load(f)
+        print(
+            f"{args.run_dir} is finished: test error "
+            f"{results['final_test_error']:.2f}%"
+        )
+        return results
+    write_json(paths["args.json"], settings)
+
+    if args.mixed_precision:
+        keras.config.set_dtype_policy("mixed_float16")
+    keras.utils.set_random_seed(args.seed)
+    try:
+        splits = keras_psp.datasets.load(
+            args.dataset,
+            args.batch_size,
+            data_dir=args.data_dir,
+            seed=args.seed,
+            train_examples=args.train_examples,
+            test_examples=args.test_examples,
+            test_batch_size=1000,
+        )
+    except keras_psp.datasets.DatasetUnavailableError as error:
+        sys.exit(f"error: {error}")
+    info = splits.info
+    steps = -(-info["train_examples"] // args.batch_size)
+    model = build_model(args, keras_psp, steps)
+    monitor_x = next(iter(splits.test.unbatch().batch(args.monitor_examples)))[
+        0
+    ]
+
+    callbacks = []
+    if args.regularization == "psp":
+        callbacks.append(
+            keras_psp.callbacks.StrengthScheduler(
+                strength_schedule(args, keras_psp.callbacks)
+            )
+        )
+    callbacks += [
+        keras.callbacks.BackupAndRestore(paths["backup"]),
+        epoch_timer(keras),
+        keras_psp.callbacks.PreActivationMonitor(monitor_x, per_layer=True),
+        keras.callbacks.CSVLogger(paths["history.csv"], append=True),
+    ]
+    verbose = args.verbose if args.verbose == "auto" else int(args.verbose)
+    model.fit(
+        splits.train,
+        validation_data=splits.test,
+        epochs=args.epochs,
+        callbacks=callbacks,
+        shuffle=False,
+        verbose=verbose,
+    )
+    model.save(paths["model.keras"])
+    rows = read_history(paths["history.csv"])
+    errors = [100 * (1 - float(row["val_accuracy"])) for row in rows]
+    seconds = sum(float(row["epoch_seconds"]) for row in rows)
+    results = {
+        **settings,
+        "final_test_error": errors[-1],
+        "best_test_error": min(errors),
+        "best_epoch": errors.index(min(errors)),
+        "test_errors": errors,
+        "epochs_run": len(rows),
+        "train_examples_per_epoch": info["train_examples"],
+        "test_examples": info["test_examples"],
+        "wall_seconds": seconds,
+        "images_per_second": info["train_examples"] * len(rows) / seconds,
+        "backend": keras.backend.backend(),
+        "versions": versions(),
+        "git_commit": git_commit(),
+        "platform": platform.platform(),
+    }
+    write_json(paths["results.json"], results)
+    print(
+        f"{args.run_dir}: final test error {results['final_test_error']:.2f}% "
+        f"(best {results['best_test_error']:.2f}%), "
+        f"{results['images_per_second']:.0f} images/s"
+    )
+    return results
+
+
+def epoch_timer(keras):
+    """A callback adding `epoch_seconds` (train + evaluation) to the logs."""
+
+    class EpochTimer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs["epoch_seconds"] = time.perf_counter() - self.start
+
+    return EpochTimer()
+
+
+def versions():
+    import importlib.metadata
+
+    found = {"python": platform.python_version()}
+    for package in (
+        "keras",
+        "keras-psp",
+        "tensorflow",
+        "tensorflow-datasets",
+        "jax",
+        "torch",
+        "numpy",
+    ):
+        try:
+            found[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def main(argv=None):
+    return train(parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()
