@@ -1,0 +1,187 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import tensorflow_datasets as tfds
+
+from applications import train
+from keras_psp import datasets
+from tests.helpers import tfds_data
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+TINY = ["--train-examples", "300", "--test-examples", "200", "--verbose", "0"]
+
+
+@pytest.mark.parametrize(
+    "argv, argument",
+    [
+        (["--epochs", "0"], "--epochs"),
+        (["--strength", "-1"], "--strength"),
+        (["--strength", "nan"], "--strength"),
+        (["--batch-size", "ten"], "--batch-size"),
+        (["--model", "resnet18"], "--model"),
+        (["--dataset", "cifar10"], "--model"),
+        (["--regularization", "none", "--strength", "0.1"], "--strength"),
+        (
+            ["--regularization", "l2", "--strength-schedule", "cosine"],
+            "--strength-schedule",
+        ),
+        (["--model", "vgg"], "--model"),
+    ],
+)
+def test_bad_arguments_are_argparse_errors(argv, argument, capsys):
+    with pytest.raises(SystemExit) as error:
+        train.parse_args(argv)
+    assert error.value.code == 2
+    assert argument in capsys.readouterr().err
+
+
+def test_paper_defaults():
+    mnist = train.parse_args([])
+    assert (mnist.batch_size, mnist.momentum, mnist.schedule) == (
+        100,
+        0.0,
+        "constant",
+    )
+    assert mnist.strength == 1e-3 and mnist.reduction == "mean"
+    cifar = train.parse_args(
+        [
+            "--model",
+            "resnet18",
+            "--dataset",
+            "cifar10",
+            "--regularization",
+            "l2",
+        ]
+    )
+    assert (cifar.batch_size, cifar.momentum, cifar.schedule) == (
+        128,
+        0.9,
+        "step",
+    )
+    assert cifar.strength == 5e-4
+
+
+def test_run_writes_history_results_and_model(tmp_path):
+    run_dir = str(tmp_path / "run")
+    with tfds_data("mnist", num_examples=300):
+        results = train.main(["--epochs", "2", "--run-dir", run_dir, *TINY])
+    assert sorted(os.listdir(run_dir)) == [
+        "args.json",
+        "history.csv",
+        "model.keras",
+        "results.json",
+    ]
+    with open(os.path.join(run_dir, "results.json")) as f:
+        saved = json.load(f)
+    assert saved == json.loads(json.dumps(results))
+    assert saved["epochs_run"] == 2 and len(saved["test_errors"]) == 2
+    assert saved["final_test_error"] == saved["test_errors"][-1]
+    assert saved["best_test_error"] == min(saved["test_errors"])
+    assert 0 <= saved["final_test_error"] <= 100
+    assert saved["images_per_second"] > 0 and saved["wall_seconds"] > 0
+    assert saved["versions"]["keras"] and saved["strength"] == 1e-3
+    rows = train.read_history(os.path.join(run_dir, "history.csv"))
+    assert [int(row["epoch"]) for row in rows] == [0, 1]
+    assert {"psp_loss", "z2/conv1", "z2_mean", "val_accuracy"} <= set(rows[0])
+    # A finished run is not run again.
+    start = time.time()
+    again = train.main(["--epochs", "2", "--run-dir", run_dir, *TINY])
+    assert again["final_test_error"] == saved["final_test_error"]
+    assert time.time() - start < 5
+
+
+def test_run_dir_with_other_settings_is_refused(tmp_path):
+    run_dir = str(tmp_path / "run")
+    os.makedirs(run_dir)
+    with open(os.path.join(run_dir, "args.json"), "w") as f:
+        json.dump({"seed": 99}, f)
+    with pytest.raises(SystemExit, match="other settings"):
+        train.main(["--run-dir", run_dir, *TINY])
+
+
+def test_missing_data_fails_fast(tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets, "_reachable", lambda host, timeout=5: False)
+    start = time.time()
+    with pytest.raises(SystemExit, match="TFDS_DATA_DIR"):
+        train.main(
+            [
+                "--data-dir",
+                str(tmp_path),
+                "--run-dir",
+                str(tmp_path / "run"),
+                *TINY,
+            ]
+        )
+    assert time.time() - start < 30
+
+
+def test_write_json_is_atomic(tmp_path, monkeypatch):
+    path = str(tmp_path / "results.json")
+    train.write_json(path, {"a": 1})
+
+    def broken_dump(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(json, "dump", broken_dump)
+    with pytest.raises(RuntimeError):
+        train.write_json(path, {"a": 2})
+    with open(path) as f:
+        assert json.load(f) == {"a": 1}
+
+
+def test_killed_run_resumes_where_it_stopped(tmp_path):
+    if not tfds.builder("mnist").is_prepared():
+        if os.environ.get("CI"):
+            pytest.fail("CI prepares MNIST (.ci/run); it is missing")
+        pytest.skip("needs the local MNIST (a subprocess cannot mock tfds)")
+    run_dir = str(tmp_path / "run")
+    command = [
+        sys.executable,
+        os.path.join(ROOT, "applications", "train.py"),
+        "--epochs",
+        "4",
+        "--run-dir",
+        run_dir,
+        "--verbose",
+        "2",
+        "--train-examples",
+        "3000",
+        "--test-examples",
+        "500",
+    ]
+    history = os.path.join(run_dir, "history.csv")
+    first = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.time() + 240
+    while len(train.read_history(history)) < 1 and time.time() < deadline:
+        assert first.poll() is None, first.stdout.read()
+        time.sleep(0.2)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    done = len(train.read_history(history))
+    assert 1 <= done < 4
+    assert not os.path.exists(os.path.join(run_dir, "results.json"))
+    second = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "Epoch 1/4" not in second.stdout  # resumed, not restarted
+    assert [int(r["epoch"]) for r in train.read_history(history)] == [
+        0,
+        1,
+        2,
+        3,
+    ]
+    with open(os.path.join(run_dir, "results.json")) as f:
+        assert json.load(f)["epochs_run"] == 4
+    assert not [n for n in os.listdir(run_dir) if ".tmp" in n]
