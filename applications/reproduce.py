@@ -1,0 +1,372 @@
+"""Reproduce the paper's experiments over several seeds, with statistics.
+
+    python applications/reproduce.py                       # MNIST + Fashion
+    python applications/reproduce.py --experiments mnist --seeds 5
+    python applications/reproduce.py --experiments cifar10  # GPU + CIFAR-10
+
+Each configuration is one `applications/train.py` run in its own run dir
+under `--runs-dir`; finished runs are skipped and interrupted ones resume,
+so this can be stopped and started again at any time. When the runs are
+done (or with `--report-only`, from those that are), it writes into
+`--out`: `summary.md` (mean ± std of the final-epoch test error per
+configuration beside the paper's number and the authors' logs, best-epoch
+error as a secondary column, and the paired PSP − L2 difference over the
+same seeds), `summary.json`, and the plots `test_error.png`, `z2.png`
+(⟨z²⟩ per epoch, the paper's Fig. 2b) and `parameters.png` (per-layer
+parameter histograms, L2 vs PSP, the paper's Fig. 3).
+"""
+
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from applications import train  # noqa: E402
+
+# experiment: (data set, model, epochs, {regime: λ}); the paper's settings.
+EXPERIMENTS = {
+    "mnist": [("mnist", "lenet5", 50, {"none": 0.0, "l2": 1e-4, "psp": 1e-3})],
+    "fashion_mnist": [
+        ("fashion_mnist", "lenet5", 150, {"l2": 1e-4, "psp": 1e-3})
+    ],
+    "cifar10": [
+        ("cifar10", model, 400, {"l2": 5e-4, "psp": 1e-3})
+        for model in ("resnet18", "mobilenetv2", "all_cnn_c")
+    ],
+}
+# Test error (%) in the paper (single runs) and in the authors' public logs
+# (10 seeds, final epoch: mean, std).
+PAPER = {
+    ("mnist", "lenet5"): {"none": 0.71, "l2": 0.64, "psp": 0.50},
+    ("fashion_mnist", "lenet5"): {"l2": 8.9, "psp": 8.0},
+    ("cifar10", "resnet18"): {"l2": 5.1, "psp": 4.6},
+    ("cifar10", "mobilenetv2"): {"l2": 7.0, "psp": 6.4},
+    ("cifar10", "all_cnn_c"): {"l2": 9.1, "psp": 8.6},
+}
+AUTHORS_LOGS = {
+    ("mnist", "lenet5"): {
+        "none": (0.74, 0.06),
+        "l2": (0.76, 0.03),
+        "psp": (0.57, 0.04),
+    },
+    ("fashion_mnist", "lenet5"): {"l2": (8.14, 0.21)},
+}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--experiments",
+        nargs="+",
+        choices=sorted(EXPERIMENTS),
+        default=["mnist", "fashion_mnist"],
+    )
+    parser.add_argument("--seeds", type=train._positive_int, default=3)
+    parser.add_argument(
+        "--epochs",
+        type=train._positive_int,
+        default=None,
+        help="override every experiment's epochs (quick runs)",
+    )
+    parser.add_argument(
+        "--train-examples",
+        type=train._positive_int,
+        default=None,
+        help="quick runs on part of the data",
+    )
+    parser.add_argument(
+        "--test-examples", type=train._positive_int, default=None
+    )
+    parser.add_argument("--runs-dir", default="runs")
+    parser.add_argument("--out", default="results")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="write the report from the finished runs only",
+    )
+    parser.add_argument(
+        "--verbose", choices=("auto", "0", "1", "2"), default="2"
+    )
+    return parser.parse_args(argv)
+
+
+def configurations(args):
+    for experiment in args.experiments:
+        for dataset, model, epochs, regimes in EXPERIMENTS[experiment]:
+            for regime, strength in regimes.items():
+                for seed in range(1, args.seeds + 1):
+                    argv = [
+                        "--model",
+                        model,
+                        "--dataset",
+                        dataset,
+                        "--regularization",
+                        regime,
+                        "--strength",
+                        str(strength),
+                        "--epochs",
+                        str(args.epochs or epochs),
+                        "--seed",
+                        str(seed),
+                        "--verbose",
+                        args.verbose,
+                    ]
+                    for flag in ("train_examples", "test_examples", "data_dir"):
+                        if getattr(args, flag) is not None:
+                            argv += [
+                                f"--{flag.replace('_', '-')}",
+                                str(getattr(args, flag)),
+                            ]
+                    run_args = train.parse_args(argv)
+                    run_args.run_dir = os.path.join(
+                        args.runs_dir, train.run_name(run_args)
+                    )
+                    yield (dataset, model, regime), seed, run_args
+
+
+def collect(args):
+    """{(dataset, model, regime): {seed: (results, history rows, run dir)}}."""
+    found = {}
+    for key, seed, run_args in configurations(args):
+        path = os.path.join(run_args.run_dir, "results.json")
+        if os.path.exists(path):
+            with open(path) as f:
+                results = json.load(f)
+            rows = train.read_history(
+                os.path.join(run_args.run_dir, "history.csv")
+            )
+            found.setdefault(key, {})[seed] = (results, rows, run_args.run_dir)
+    return found
+
+
+def mean_std(values):
+    import numpy as np
+
+    values = np.asarray(values, dtype=float)
+    std = float(values.std(ddof=1)) if len(values) > 1 else float("nan")
+    return float(values.mean()), std
+
+
+def summarize(found):
+    rows, pairs = [], []
+    for (dataset, model, regime), runs in sorted(found.items()):
+        final = [r["final_test_error"] for r, _, _ in runs.values()]
+        best = [r["best_test_error"] for r, _, _ in runs.values()]
+        any_result = next(iter(runs.values()))[0]
+        rows.append(
+            {
+                "dataset": dataset,
+                "model": model,
+                "regime": regime,
+                "strength": any_result["strength"],
+                "epochs": any_result["epochs"],
+                "seeds": sorted(runs),
+                "final": mean_std(final),
+                "best": mean_std(best),
+                "paper": PAPER.get((dataset, model), {}).get(regime),
+                "authors_logs": AUTHORS_LOGS.get((dataset, model), {}).get(
+                    regime
+                ),
+            }
+        )
+    for (dataset, model, regime), psp in sorted(found.items()):
+        l2 = found.get((dataset, model, "l2"))
+        if regime != "psp" or not l2:
+            continue
+        seeds = sorted(set(psp) & set(l2))
+        if not seeds:
+            continue
+        diffs = [
+            psp[s][0]["final_test_error"] - l2[s][0]["final_test_error"]
+            for s in seeds
+        ]
+        pairs.append(
+            {
+                "dataset": dataset,
+                "model": model,
+                "seeds": seeds,
+                "difference": mean_std(diffs),
+                "psp_better": sum(d < 0 for d in diffs),
+            }
+        )
+    return rows, pairs
+
+
+def _pm(pair, digits=2):
+    mean, std = pair
+    if std != std:  # one seed: no spread
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def markdown(rows, pairs, command):
+    lines = [
+        "| data set | model | regime | λ | epochs | seeds | final test error % "
+        "| best-epoch error % | paper | authors' logs |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        logs = row["authors_logs"]
+        lines.append(
+            f"| {row['dataset']} | {row['model']} | {row['regime']} "
+            f"| {row['strength']:g} | {row['epochs']} | {len(row['seeds'])} "
+            f"| {_pm(row['final'])} | {_pm(row['best'])} "
+            f"| {'' if row['paper'] is None else row['paper']} "
+            f"| {'' if logs is None else f'{logs[0]} ± {logs[1]}'} |"
+        )
+    lines += [
+        "",
+        "Paired PSP − L2 (final test error, same seeds):",
+        "",
+        "| data set | model | seeds | PSP − L2 (pp) | seeds where PSP < L2 |",
+        "|---|---|---|---|---|",
+    ]
+    for pair in pairs:
+        lines.append(
+            f"| {pair['dataset']} | {pair['model']} | {len(pair['seeds'])} "
+            f"| {_pm(pair['difference'], 3)} "
+            f"| {pair['psp_better']}/{len(pair['seeds'])} |"
+        )
+    lines += ["", f"Command: `{command}`", ""]
+    return "\n".join(lines)
+
+
+def _write_atomic(path, text):
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def plot(found, out):
+    """Writes test_error.png, z2.png and parameters.png; returns their paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    def save(figure, name):
+        path = os.path.join(out, name)
+        tmp = f"{path}.tmp{os.getpid()}.png"
+        figure.savefig(tmp, dpi=110, bbox_inches="tight")
+        plt.close(figure)
+        os.replace(tmp, path)
+        return path
+
+    groups = sorted({(d, m) for d, m, _ in found})
+    written = []
+    for metric, name, ylabel in [
+        ("val_accuracy", "test_error.png", "test error (%)"),
+        ("z2_mean", "z2.png", "⟨z²⟩ on a held-out batch (mean over layers)"),
+    ]:
+        figure, axes = plt.subplots(
+            1, len(groups), figsize=(5 * len(groups), 4), squeeze=False
+        )
+        for axis, (dataset, model) in zip(axes[0], groups, strict=True):
+            for regime in ("none", "l2", "psp"):
+                runs = found.get((dataset, model, regime))
+                if not runs:
+                    continue
+                curves = [
+                    [float(r[metric]) for r in rows]
+                    for _, rows, _ in runs.values()
+                ]
+                length = min(len(c) for c in curves)
+                curves = np.array([c[:length] for c in curves])
+                if metric == "val_accuracy":
+                    curves = 100 * (1 - curves)
+                epochs = np.arange(1, length + 1)
+                mean = curves.mean(axis=0)
+                axis.plot(epochs, mean, label=f"{regime} ({len(curves)} seeds)")
+                axis.fill_between(
+                    epochs, curves.min(axis=0), curves.max(axis=0), alpha=0.2
+                )
+            axis.set_title(f"{model} on {dataset}")
+            axis.set_xlabel("epoch")
+            axis.set_ylabel(ylabel)
+            if metric == "z2_mean":
+                axis.set_yscale("log")
+            axis.legend()
+        written.append(save(figure, name))
+
+    pairs = [
+        (d, m)
+        for d, m in groups
+        if (d, m, "l2") in found and (d, m, "psp") in found
+    ]
+    if pairs:
+        import keras
+
+        dataset, model = pairs[0]
+        weights = {}
+        for regime in ("l2", "psp"):
+            runs = found[(dataset, model, regime)]
+            _, _, run_dir = runs[min(runs)]
+            loaded = keras.saving.load_model(
+                os.path.join(run_dir, "model.keras")
+            )
+            weights[regime] = {
+                w.path.split("/")[0]: np.asarray(w.numpy()).ravel()
+                for w in loaded.trainable_weights
+                if w.path.endswith("kernel")
+            }
+        layers = list(weights["l2"])[:6]
+        figure, axes = plt.subplots(
+            1, len(layers), figsize=(4 * len(layers), 3.5), squeeze=False
+        )
+        for axis, layer in zip(axes[0], layers, strict=True):
+            for regime in ("l2", "psp"):
+                axis.hist(
+                    weights[regime].get(layer, []),
+                    bins=100,
+                    alpha=0.5,
+                    density=True,
+                    label=regime,
+                )
+            axis.set_title(layer)
+            axis.set_yscale("log")
+            axis.legend()
+        figure.suptitle(
+            f"kernel values, {model} on {dataset} (seed {min(runs)})"
+        )
+        written.append(save(figure, "parameters.png"))
+    return written
+
+
+def report(args, command):
+    found = collect(args)
+    if not found:
+        sys.exit("error: no finished run to report on")
+    os.makedirs(args.out, exist_ok=True)
+    rows, pairs = summarize(found)
+    _write_atomic(
+        os.path.join(args.out, "summary.md"), markdown(rows, pairs, command)
+    )
+    train.write_json(
+        os.path.join(args.out, "summary.json"), {"rows": rows, "pairs": pairs}
+    )
+    plot(found, args.out)
+    print(markdown(rows, pairs, command))
+    return rows, pairs
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    command = "python applications/reproduce.py " + " ".join(
+        sys.argv[1:] if argv is None else argv
+    )
+    if not args.report_only:
+        import keras
+
+        for _, _, run_args in configurations(args):
+            keras.utils.clear_session()
+            train.train(run_args)
+    return report(args, command.strip())
+
+
+if __name__ == "__main__":
+    main()
