@@ -1,0 +1,164 @@
+"""Measure what PSP and the ⟨z²⟩ monitor cost in training speed.
+
+    python applications/benchmark.py [--model lenet5] [--epochs 3]
+
+Trains the same model on the same data (synthetic, so no data set is
+needed) in several variants, interleaved round by round so that a noisy
+machine slows them alike, and reports each variant's training throughput
+(images/s, median over rounds of the timed epochs) and its ratio to the
+unregularized model measured in the same run:
+
+- `none`: no regularization;
+- `psp`: PSP on every pre-activation (the authors' normalization);
+- `psp+monitor`: PSP and `PreActivationMonitor` on a 1000-image batch;
+- `l2`: L2 on the kernels, for comparison.
+
+Prints a markdown table and writes it, with the settings, to `--out`
+(JSON) when given.
+"""
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from applications.train import _positive_int  # noqa: E402
+from applications.train import write_json  # noqa: E402
+
+SHAPES = {
+    "lenet5": (28, 28, 1),
+    "all_cnn_c": (32, 32, 3),
+    "resnet18": (32, 32, 3),
+    "mobilenetv2": (32, 32, 3),
+}
+VARIANTS = ("none", "psp", "psp+monitor", "l2")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", choices=sorted(SHAPES), default="lenet5")
+    parser.add_argument(
+        "--examples",
+        type=_positive_int,
+        default=6000,
+        help="synthetic training images per epoch",
+    )
+    parser.add_argument("--batch-size", type=_positive_int, default=100)
+    parser.add_argument(
+        "--rounds",
+        type=_positive_int,
+        default=3,
+        help="timed epochs per variant (after one warm-up)",
+    )
+    parser.add_argument(
+        "--jit-compile", choices=("auto", "on", "off"), default="auto"
+    )
+    parser.add_argument("--mixed-precision", action="store_true")
+    parser.add_argument("--out", default=None)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import keras
+    import numpy as np
+
+    from keras_psp import callbacks
+    from keras_psp import models
+
+    if args.mixed_precision:
+        keras.config.set_dtype_policy("mixed_float16")
+    builder = {
+        "lenet5": models.LeNet5,
+        "all_cnn_c": models.AllCNNC,
+        "resnet18": models.ResNet18,
+        "mobilenetv2": models.MobileNetV2,
+    }
+    shape = SHAPES[args.model]
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((args.examples, *shape), dtype=np.float32)
+    y = rng.integers(0, 10, args.examples)
+    held_out = x[:1000]
+    jit = {"auto": "auto", "on": True, "off": False}[args.jit_compile]
+
+    variants = {}
+    for name in VARIANTS:
+        kwargs = {"psp_strength": 1e-3} if name.startswith("psp") else {}
+        if name == "l2":
+            kwargs = {"weight_decay": 5e-4}
+        keras.utils.set_random_seed(0)
+        model = builder[args.model](classifier_activation=None, **kwargs)
+        model.compile(
+            keras.optimizers.SGD(0.01, momentum=0.9),
+            keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            jit_compile=jit,
+        )
+        extra = (
+            [callbacks.PreActivationMonitor(held_out)]
+            if "monitor" in name
+            else []
+        )
+        model.fit(
+            x,
+            y,
+            batch_size=args.batch_size,
+            epochs=1,
+            verbose=0,
+            callbacks=extra,
+        )  # warm-up: compilation
+        variants[name] = (model, extra)
+
+    seconds = {name: [] for name in VARIANTS}
+    for _ in range(args.rounds):
+        for name, (model, extra) in variants.items():
+            start = time.perf_counter()
+            model.fit(
+                x,
+                y,
+                batch_size=args.batch_size,
+                epochs=1,
+                verbose=0,
+                callbacks=extra,
+            )
+            seconds[name].append(time.perf_counter() - start)
+
+    throughput = {
+        n: args.examples / statistics.median(s) for n, s in seconds.items()
+    }
+    rows = [
+        {
+            "variant": name,
+            "images_per_second": throughput[name],
+            "relative_to_none": throughput[name] / throughput["none"],
+        }
+        for name in VARIANTS
+    ]
+    print(
+        f"{args.model}, {keras.backend.backend()}, batch {args.batch_size}, "
+        f"{args.rounds} rounds, {platform.processor() or platform.machine()}"
+    )
+    print("| variant | images/s | ratio to none |\n|---|---|---|")
+    for row in rows:
+        print(
+            f"| {row['variant']} | {row['images_per_second']:.0f} "
+            f"| {row['relative_to_none']:.3f} |"
+        )
+    if args.out:
+        write_json(
+            args.out,
+            {
+                "settings": vars(args),
+                "backend": keras.backend.backend(),
+                "rows": rows,
+                "seconds": seconds,
+            },
+        )
+    return rows
+
+
+if __name__ == "__main__":
+    main()

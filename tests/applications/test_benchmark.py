@@ -1,0 +1,27 @@
+import json
+
+from applications import benchmark
+
+
+def test_benchmark_reports_ratios(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    rows = benchmark.main(
+        [
+            "--examples",
+            "200",
+            "--batch-size",
+            "50",
+            "--rounds",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
+    assert [r["variant"] for r in rows] == list(benchmark.VARIANTS)
+    assert rows[0]["relative_to_none"] == 1.0
+    for row in rows:
+        assert row["images_per_second"] > 0
+        assert row["relative_to_none"] > 0
+    saved = json.loads(out.read_text())
+    assert saved["rows"] == rows
+    assert "| psp+monitor |" in capsys.readouterr().out
