@@ -107,18 +107,15 @@ class PreActivationMonitor(keras.callbacks.Callback):
             self._layers, self._probe = _probe_model(
                 self.model, self.regularize_logits
             )
-        zs = self._probe(self.x, training=False)
+        # A compiled forward pass (predict_on_batch), in inference mode.
+        zs = self._probe.predict_on_batch(self.x)
         if not isinstance(zs, (list, tuple)):
             zs = [zs]
         values = {}
         means = []
         psp_term = 0.0
         for layer, z in zip(self._layers, zs, strict=True):
-            mean = float(
-                ops.convert_to_numpy(
-                    ops.mean(ops.square(ops.cast(z, "float32")))
-                )
-            )
+            mean = float(np.mean(np.square(np.asarray(z, dtype=np.float64))))
             means.append(mean)
             if self.per_layer:
                 values[f"z2/{layer.name}"] = mean
