@@ -17,32 +17,28 @@ import os
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 import keras
 
-import keras_psp
+from applications.train import _positive_int
+from applications.train import load_splits
 from keras_psp.models import LeNet5
-
-
-def positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--epochs", type=positive_int, default=3)
-    parser.add_argument("--batch-size", type=positive_int, default=100)
+    parser.add_argument("--epochs", type=_positive_int, default=3)
+    parser.add_argument("--batch-size", type=_positive_int, default=100)
     parser.add_argument(
         "--train-examples",
-        type=positive_int,
+        type=_positive_int,
         default=None,
         help="use only the first N training images (default: all 60,000)",
     )
     parser.add_argument(
         "--test-examples",
-        type=positive_int,
+        type=_positive_int,
         default=None,
         help="evaluate on the first N test images (default: all 10,000)",
     )
@@ -72,18 +68,7 @@ def train(model, weight_decay, train_data, test_data, epochs):
 def main(argv=None):
     args = parse_args(argv)
     keras.utils.set_random_seed(args.seed)
-    try:
-        splits = keras_psp.datasets.load(
-            "mnist",
-            args.batch_size,
-            data_dir=args.data_dir,
-            seed=args.seed,
-            train_examples=args.train_examples,
-            test_examples=args.test_examples,
-            test_batch_size=1000,
-        )
-    except keras_psp.datasets.DatasetUnavailableError as error:
-        sys.exit(f"error: {error}")
+    splits = load_splits(args, "mnist")
     train_data, test_data = splits.train, splits.test
     print(f"keras {keras.__version__}, backend {keras.backend.backend()}")
 

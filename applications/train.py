@@ -252,6 +252,25 @@ def read_history(path):
     return [rows[epoch] for epoch in sorted(rows)]
 
 
+def load_splits(args, dataset):
+    """`keras_psp.datasets.load` with the arguments of `args`; a missing
+    data set ends the program with the library's message."""
+    import keras_psp
+
+    try:
+        return keras_psp.datasets.load(
+            dataset,
+            args.batch_size,
+            data_dir=args.data_dir,
+            seed=args.seed,
+            train_examples=args.train_examples,
+            test_examples=args.test_examples,
+            test_batch_size=1000,
+        )
+    except keras_psp.datasets.DatasetUnavailableError as error:
+        sys.exit(f"error: {error}")
+
+
 def build_model(args, keras_psp, steps_per_epoch):
     import keras
 
@@ -305,6 +324,7 @@ def strength_schedule(args, callbacks_module):
 
 def train(args):
     import keras
+    import numpy as np
 
     import keras_psp
 
@@ -344,23 +364,14 @@ def train(args):
     if args.mixed_precision:
         keras.config.set_dtype_policy("mixed_float16")
     keras.utils.set_random_seed(args.seed)
-    try:
-        splits = keras_psp.datasets.load(
-            args.dataset,
-            args.batch_size,
-            data_dir=args.data_dir,
-            seed=args.seed,
-            train_examples=args.train_examples,
-            test_examples=args.test_examples,
-            test_batch_size=1000,
-        )
-    except keras_psp.datasets.DatasetUnavailableError as error:
-        sys.exit(f"error: {error}")
+    splits = load_splits(args, args.dataset)
     info = splits.info
     steps = -(-info["train_examples"] // args.batch_size)
     model = build_model(args, keras_psp, steps)
-    monitor_x = next(iter(splits.test.unbatch().batch(args.monitor_examples)))[
-        0
+    # The fixed held-out batch for ⟨z²⟩: the first test images. Reading
+    # the whole (cached) test set keeps tf.data's cache complete.
+    monitor_x = np.concatenate([np.asarray(x) for x, _ in splits.test])[
+        : args.monitor_examples
     ]
 
     callbacks = []
