@@ -234,13 +234,6 @@ def markdown(rows, pairs, command):
     return "\n".join(lines)
 
 
-def _write_atomic(path, text):
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def plot(found, out):
     """Writes test_error.png, z2.png and parameters.png; returns their paths."""
     import matplotlib
@@ -343,8 +336,9 @@ def report(args, command):
         sys.exit("error: no finished run to report on")
     os.makedirs(args.out, exist_ok=True)
     rows, pairs = summarize(found)
-    _write_atomic(
-        os.path.join(args.out, "summary.md"), markdown(rows, pairs, command)
+    text = markdown(rows, pairs, command)
+    train.write_atomic(
+        os.path.join(args.out, "summary.md"), lambda f: f.write(text)
     )
     train.write_json(
         os.path.join(args.out, "summary.json"), {"rows": rows, "pairs": pairs}

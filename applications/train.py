@@ -210,15 +210,29 @@ RUN_KEYS = (
 )
 
 
-def write_json(path, data):
-    """Writes `data` to `path` atomically: a reader sees all or nothing."""
+def write_atomic(path, write):
+    """Creates `path` with `write(file)` atomically: readers see the old
+    file or the whole new one, never a part (temporary file, then rename)."""
     tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
+    try:
+        with open(tmp, "w") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_json(path, data):
+    """Writes `data` to `path` as JSON, atomically."""
+
+    def write(f):
         json.dump(data, f, indent=2, sort_keys=True)
         f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+
+    write_atomic(path, write)
 
 
 def git_commit():

@@ -107,6 +107,8 @@ class PreActivationMonitor(keras.callbacks.Callback):
             self._layers, self._probe = _probe_model(
                 self.model, self.regularize_logits
             )
+            # Walks the model once, not every epoch.
+            self._has_psp = bool(psp_layers(self.model))
         # A compiled forward pass (predict_on_batch), in inference mode.
         zs = self._probe.predict_on_batch(self.x)
         if not isinstance(zs, (list, tuple)):
@@ -126,7 +128,7 @@ class PreActivationMonitor(keras.callbacks.Callback):
                     )
                 )
         values["z2_mean"] = float(np.mean(means))
-        if psp_layers(self.model):
+        if self._has_psp:
             values["psp_term"] = psp_term
         return values
 

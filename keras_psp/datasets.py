@@ -17,6 +17,8 @@ import os
 import socket
 import threading
 
+from keras_psp.validation import validate_positive_int
+
 # name: (per-channel mean, per-channel std, image shape, classes, augment,
 # host that tfds downloads it from).
 DATASETS = {
@@ -78,17 +80,6 @@ def _reachable(host, timeout=5.0):
     thread.start()
     thread.join(timeout)
     return bool(result)
-
-
-def _check_positive_int(value, name, allow_none=False):
-    if allow_none and value is None:
-        return
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(
-            f"Argument `{name}` must be a positive integer"
-            + (" or None" if allow_none else "")
-            + f". Received: {name}={value!r}."
-        )
 
 
 def prepared_builder(name, data_dir=None, download=True):
@@ -188,10 +179,10 @@ def load(
     """
     import tensorflow as tf
 
-    _check_positive_int(batch_size, "batch_size")
-    _check_positive_int(test_batch_size, "test_batch_size", allow_none=True)
-    _check_positive_int(train_examples, "train_examples", allow_none=True)
-    _check_positive_int(test_examples, "test_examples", allow_none=True)
+    validate_positive_int(batch_size, "batch_size")
+    validate_positive_int(test_batch_size, "test_batch_size", allow_none=True)
+    validate_positive_int(train_examples, "train_examples", allow_none=True)
+    validate_positive_int(test_examples, "test_examples", allow_none=True)
     if not 0 <= validation_split < 1:
         raise ValueError(
             "Argument `validation_split` must be in [0, 1). Received: "

@@ -2,16 +2,10 @@
 
 import keras
 
+from keras_psp.validation import validate_positive_int
+
 # Epochs at which the authors' CIFAR-10 runs divide the learning rate by 10.
 PAPER_CIFAR_DECAY_EPOCHS = (150, 250, 350)
-
-
-def _check_positive_int(value, name):
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(
-            f"Argument `{name}` must be a positive integer. Received: "
-            f"{name}={value!r}."
-        )
 
 
 def step_decay(
@@ -34,7 +28,7 @@ def step_decay(
     Returns:
         A `keras.optimizers.schedules.PiecewiseConstantDecay`.
     """
-    _check_positive_int(steps_per_epoch, "steps_per_epoch")
+    validate_positive_int(steps_per_epoch, "steps_per_epoch")
     decay_epochs = list(decay_epochs)
     if (
         decay_epochs != sorted(set(decay_epochs))
@@ -62,8 +56,8 @@ def cosine_decay(
     Returns:
         A `keras.optimizers.schedules.CosineDecay`.
     """
-    _check_positive_int(steps_per_epoch, "steps_per_epoch")
-    _check_positive_int(epochs, "epochs")
+    validate_positive_int(steps_per_epoch, "steps_per_epoch")
+    validate_positive_int(epochs, "epochs")
     if not isinstance(warmup_epochs, int) or not 0 <= warmup_epochs < epochs:
         raise ValueError(
             "Argument `warmup_epochs` must be an integer in [0, epochs). "

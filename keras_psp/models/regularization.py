@@ -9,6 +9,7 @@ from keras_psp.models.psp_model import PSPModel
 from keras_psp.models.psp_model import psp_layers
 from keras_psp.penalty import validate_reduction
 from keras_psp.penalty import validate_strength
+from keras_psp.validation import validate_positive_int
 
 # The arguments every builder shares, spliced into their docstrings.
 BUILDER_ARGS = """\
@@ -147,11 +148,7 @@ def strided_conv(x, conv, stride, name):
 
 
 def check_classes(classes):
-    if not isinstance(classes, int) or isinstance(classes, bool) or classes < 1:
-        raise ValueError(
-            f"Argument `classes` must be a positive integer. Received: "
-            f"classes={classes!r}."
-        )
+    validate_positive_int(classes, "classes")
 
 
 def output_activation(logits, classifier_activation, name):
