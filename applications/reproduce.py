@@ -94,10 +94,12 @@ def parse_args(argv=None):
 
 
 def configurations(args):
+    # Seed-major order: each finished seed completes a paired comparison,
+    # so a run stopped half-way still reports like for like.
     for experiment in args.experiments:
         for dataset, model, epochs, regimes in EXPERIMENTS[experiment]:
-            for regime, strength in regimes.items():
-                for seed in range(1, args.seeds + 1):
+            for seed in range(1, args.seeds + 1):
+                for regime, strength in regimes.items():
                     argv = [
                         "--model",
                         model,

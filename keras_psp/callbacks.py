@@ -79,7 +79,8 @@ class PreActivationMonitor(keras.callbacks.Callback):
     inside nested models are not measured.
 
     Args:
-        x: the fixed batch (a NumPy array or tensor of inputs).
+        x: the fixed batch of inputs: a NumPy array, a tensor of any
+            backend or a `tf.Tensor` (e.g. `next(iter(dataset))[0]`).
         per_layer: whether to log `z2/<layer>` for every layer (else only
             `z2_mean` and `psp_term`).
         regularize_logits: whether the logits count as a pre-activation, as
@@ -96,7 +97,9 @@ class PreActivationMonitor(keras.callbacks.Callback):
 
     def __init__(self, x, per_layer=True, regularize_logits=True):
         super().__init__()
-        self.x = x
+        # NumPy feeds predict_on_batch on every backend; a tf.Tensor (e.g. a
+        # batch taken from a tf.data pipeline) would not on JAX or PyTorch.
+        self.x = keras.tree.map_structure(ops.convert_to_numpy, x)
         self.per_layer = per_layer
         self.regularize_logits = regularize_logits
         self._probe = None

@@ -81,6 +81,24 @@ def test_monitor_psp_term_equals_the_models_penalty():
     assert len([k for k in measured if k.startswith("z2/")]) == 4
 
 
+def test_monitor_takes_a_batch_from_a_tf_data_pipeline():
+    # As in the notebooks: the held-out batch is a tf.Tensor, on any backend.
+    import tensorflow as tf
+
+    x = np.random.randn(16, 28, 28, 1).astype("float32")
+    batch = next(iter(tf.data.Dataset.from_tensor_slices(x).batch(16)))
+    assert isinstance(batch, tf.Tensor)
+    model = LeNet5(psp_strength=1e-3)
+    from_numpy, from_tf = PreActivationMonitor(x), PreActivationMonitor(batch)
+    from_numpy.set_model(model)
+    from_tf.set_model(model)
+    expected = from_numpy.measure()
+    measured = from_tf.measure()
+    assert set(measured) == set(expected)
+    for key, value in expected.items():
+        np.testing.assert_allclose(measured[key], value, rtol=1e-6)
+
+
 def test_monitor_on_converted_keras_application():
     base = keras.applications.MobileNetV2(
         weights=None, input_shape=(32, 32, 3), classes=4
