@@ -13,9 +13,13 @@ from keras_psp.penalty import psp_penalty
 
 
 class _PreActivationProbe(keras.layers.Layer):
-    """Computes the pre-activation z of `target` from `target`'s input.
+    """Measures the pre-activation z of `target` from `target`'s input.
 
-    It shares `target`'s weights (it holds no variable of its own).
+    It returns, per example, ⟨z²⟩ over the layer's units and, for a PSP
+    layer, the PSP penalty of the whole batch (repeated along the batch
+    axis, which `predict_on_batch` expects on every output): the reductions
+    run in the compiled forward pass, so only a few numbers per example
+    leave it. It shares `target`'s weights (it holds no variable of its own).
     """
 
     def __init__(self, target, **kwargs):
@@ -23,7 +27,7 @@ class _PreActivationProbe(keras.layers.Layer):
         # A plain attribute holder, so the target is not tracked twice.
         self._target = [target]
 
-    def call(self, inputs):
+    def _pre_activation(self, inputs):
         (target,) = self._target
         if isinstance(target, PSPLayerMixin):
             return target.pre_activation(inputs)
@@ -40,6 +44,16 @@ class _PreActivationProbe(keras.layers.Layer):
         finally:
             target.activation = activation
 
+    def call(self, inputs):
+        (target,) = self._target
+        z = ops.cast(self._pre_activation(inputs), "float32")
+        unit_axes = tuple(range(1, len(z.shape)))
+        z2 = ops.mean(ops.square(z), axis=unit_axes) if unit_axes else z * z
+        if not isinstance(target, PSPLayerMixin):
+            return z2
+        penalty = psp_penalty(z, target.strength, target.reduction)
+        return z2, ops.zeros_like(z2) + penalty
+
 
 def _probe_model(model, regularize_logits):
     layers = [
@@ -50,10 +64,13 @@ def _probe_model(model, regularize_logits):
             "The model has no pre-activation to monitor (no layer with a "
             "non-linear activation, no activation layer, no PSP layer)."
         )
-    outputs = [
-        _PreActivationProbe(layer, name=f"probe_{layer.name}")(layer.input)
-        for layer in layers
-    ]
+    # Flat: ⟨z²⟩ per layer, each PSP layer's penalty right after its ⟨z²⟩.
+    outputs = keras.tree.flatten(
+        [
+            _PreActivationProbe(layer, name=f"probe_{layer.name}")(layer.input)
+            for layer in layers
+        ]
+    )
     inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
     return layers, keras.Model(inputs, outputs)
 
@@ -113,23 +130,20 @@ class PreActivationMonitor(keras.callbacks.Callback):
             # Walks the model once, not every epoch.
             self._has_psp = bool(psp_layers(self.model))
         # A compiled forward pass (predict_on_batch), in inference mode.
-        zs = self._probe.predict_on_batch(self.x)
-        if not isinstance(zs, (list, tuple)):
-            zs = [zs]
+        outputs = self._probe.predict_on_batch(self.x)
+        if not isinstance(outputs, (list, tuple)):
+            outputs = [outputs]
+        outputs = iter(outputs)
         values = {}
         means = []
         psp_term = 0.0
-        for layer, z in zip(self._layers, zs, strict=True):
-            mean = float(np.mean(np.square(np.asarray(z, dtype=np.float64))))
+        for layer in self._layers:
+            mean = float(np.mean(np.asarray(next(outputs), dtype=np.float64)))
             means.append(mean)
             if self.per_layer:
                 values[f"z2/{layer.name}"] = mean
             if isinstance(layer, PSPLayerMixin):
-                psp_term += float(
-                    ops.convert_to_numpy(
-                        psp_penalty(z, layer.strength, layer.reduction)
-                    )
-                )
+                psp_term += float(np.asarray(next(outputs))[0])
         values["z2_mean"] = float(np.mean(means))
         if self._has_psp:
             values["psp_term"] = psp_term
