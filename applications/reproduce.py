@@ -6,7 +6,10 @@
 
 Each configuration is one `applications/train.py` run in its own run dir
 under `--runs-dir`; finished runs are skipped and interrupted ones resume,
-so this can be stopped and started again at any time. When the runs are
+so this can be stopped and started again at any time. Several of these
+processes may share one `--runs-dir` (on a machine with spare cores, start
+two or three with the same arguments): each run dir is locked while it
+trains, and a process skips the runs another one holds. When the runs are
 done (or with `--report-only`, from those that are), it writes into
 `--out`: `summary.md` (mean ± std of the final-epoch test error per
 configuration beside the paper's number and the authors' logs, best-epoch
@@ -360,7 +363,11 @@ def main(argv=None):
 
         for _, _, run_args in configurations(args):
             keras.utils.clear_session()
-            train.train(run_args)
+            try:
+                train.train(run_args)
+            except train.RunInUseError as error:
+                # Another reproduce.py on the same runs dir has this one.
+                print(f"skipped: {error}")
     return report(args, command.strip())
 
 

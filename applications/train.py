@@ -21,9 +21,11 @@ authors' normalization: mean of z² per layer and λ/L per layer.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import platform
+import socket
 import subprocess
 import sys
 import time
@@ -32,6 +34,58 @@ MODELS = ("lenet5", "all_cnn_c", "resnet18", "mobilenetv2")
 DATASETS = ("mnist", "fashion_mnist", "cifar10")
 REGULARIZATIONS = ("none", "l2", "psp")
 PAPER_L2 = {"mnist": 1e-4, "fashion_mnist": 1e-4, "cifar10": 5e-4}
+
+
+class RunInUseError(RuntimeError):
+    """Another live process is training the same run directory."""
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by another user
+    return True
+
+
+@contextlib.contextmanager
+def run_lock(run_dir):
+    """Holds `run_dir/lock` while this process trains the run, so that two
+    processes (e.g. two `reproduce.py` sharing a runs dir) never train the
+    same run at once. A lock left by a killed process on this host is
+    taken over; one from another host is respected."""
+    path = os.path.join(run_dir, "lock")
+    host = socket.gethostname()
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                with open(path) as f:
+                    pid, owner_host = f.read().split()
+                pid = int(pid)
+            except (OSError, ValueError):
+                pid, owner_host = None, host  # half-written: the owner died
+            if owner_host != host or (pid is not None and _alive(pid)):
+                raise RunInUseError(
+                    f"{run_dir} is being trained by process {pid} on "
+                    f"{owner_host}; if no such process runs, delete {path}"
+                ) from None
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{os.getpid()} {host}\n")
+        break
+    else:
+        raise RunInUseError(f"could not take {path}")
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
 
 
 def _positive_int(text):
@@ -337,11 +391,11 @@ def strength_schedule(args, callbacks_module):
 
 
 def train(args):
-    import keras
-    import numpy as np
+    """Trains the run `args` describes (or reports it, when finished).
 
-    import keras_psp
-
+    Raises:
+        RunInUseError: another live process is training `args.run_dir`.
+    """
     os.makedirs(args.run_dir, exist_ok=True)
     paths = {
         name: os.path.join(args.run_dir, name)
@@ -365,15 +419,24 @@ def train(args):
                 f"error: {args.run_dir} holds a run with other settings "
                 f"({', '.join(changed)}); choose another --run-dir"
             )
-    if os.path.exists(paths["results.json"]):
-        with open(paths["results.json"]) as f:
-            results = json.load(f)
-        print(
-            f"{args.run_dir} is finished: test error "
-            f"{results['final_test_error']:.2f}%"
-        )
-        return results
-    write_json(paths["args.json"], settings)
+    with run_lock(args.run_dir):
+        if os.path.exists(paths["results.json"]):
+            with open(paths["results.json"]) as f:
+                results = json.load(f)
+            print(
+                f"{args.run_dir} is finished: test error "
+                f"{results['final_test_error']:.2f}%"
+            )
+            return results
+        write_json(paths["args.json"], settings)
+        return _run(args, paths, settings)
+
+
+def _run(args, paths, settings):
+    import keras
+    import numpy as np
+
+    import keras_psp
 
     if args.mixed_precision:
         keras.config.set_dtype_policy("mixed_float16")
@@ -473,7 +536,10 @@ def versions():
 
 
 def main(argv=None):
-    return train(parse_args(argv))
+    try:
+        return train(parse_args(argv))
+    except RunInUseError as error:
+        sys.exit(f"error: {error}")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ import os
 import time
 
 from applications import reproduce
+from applications import train
 from tests.helpers import tfds_data
 
 
@@ -57,3 +58,37 @@ def test_tiny_reproduction_writes_tables_and_plots(tmp_path, capsys):
     assert [r["final"] for r in again] == [r["final"] for r in rows]
     assert time.time() - start < 60
     assert not [n for n in os.listdir(tmp_path / "out") if ".tmp" in n]
+
+
+def test_runs_held_by_another_process_are_skipped(tmp_path, capsys):
+    argv = [
+        "--experiments",
+        "fashion_mnist",
+        "--seeds",
+        "1",
+        "--epochs",
+        "1",
+        "--train-examples",
+        "100",
+        "--test-examples",
+        "100",
+        "--runs-dir",
+        str(tmp_path / "runs"),
+        "--out",
+        str(tmp_path / "out"),
+        "--verbose",
+        "0",
+    ]
+    (_, _, held), (_, _, free) = list(
+        reproduce.configurations(reproduce.parse_args(argv))
+    )
+    os.makedirs(held.run_dir)
+    with train.run_lock(held.run_dir):
+        with tfds_data("fashion_mnist", num_examples=100):
+            rows, _ = reproduce.main(argv)
+    assert "skipped:" in capsys.readouterr().out
+    assert not os.path.exists(os.path.join(held.run_dir, "results.json"))
+    assert os.path.exists(os.path.join(free.run_dir, "results.json"))
+    assert [(r["regime"], r["seeds"]) for r in rows] == [
+        (free.regularization, [1])
+    ]

@@ -1,6 +1,7 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -102,6 +103,33 @@ def test_run_dir_with_other_settings_is_refused(tmp_path):
         json.dump({"seed": 99}, f)
     with pytest.raises(SystemExit, match="other settings"):
         train.main(["--run-dir", run_dir, *TINY])
+
+
+def test_run_dir_in_use_by_a_live_process_is_refused(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    # This test's own process: alive, on this host.
+    (run_dir / "lock").write_text(f"{os.getpid()} {socket.gethostname()}\n")
+    with pytest.raises(SystemExit, match="being trained by process"):
+        train.main(["--run-dir", str(run_dir), *TINY])
+    assert (run_dir / "lock").exists()  # the owner's lock is left alone
+    assert not (run_dir / "results.json").exists()
+
+
+def test_lock_of_a_dead_process_is_taken_over(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "lock").write_text(f"{dead.pid} {socket.gethostname()}\n")
+    with train.run_lock(str(run_dir)):
+        owner = (run_dir / "lock").read_text().split()
+        assert int(owner[0]) == os.getpid()
+        # A second taker in the meantime is refused.
+        with pytest.raises(train.RunInUseError):
+            with train.run_lock(str(run_dir)):
+                pass
+    assert not (run_dir / "lock").exists()
 
 
 def test_missing_data_fails_fast(tmp_path, monkeypatch):
