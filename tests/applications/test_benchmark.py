@@ -29,4 +29,8 @@ def test_benchmark_reports_ratios(tmp_path, capsys):
         epochs = saved["seconds"][row["variant"]]
         assert len(epochs) == 1
         assert abs(row["images_per_second"] - 200 / min(epochs)) < 1e-6
-    assert "| psp+monitor |" in capsys.readouterr().out
+    assert len(saved["monitor_seconds"]) == 1  # one timed epoch
+    share = saved["monitor_seconds"][0] / saved["seconds"]["psp+monitor"][0]
+    assert 0 < saved["monitor_share"] == share < 1
+    out = capsys.readouterr().out
+    assert "| psp+monitor |" in out and "PreActivationMonitor:" in out
