@@ -12,6 +12,7 @@ def test_tiny_reproduction_writes_tables_and_plots(tmp_path, capsys):
         "--experiments",
         "mnist",
         "fashion_mnist",
+        "mnist_strength_decay",
         "--seeds",
         "2",
         "--epochs",
@@ -29,24 +30,45 @@ def test_tiny_reproduction_writes_tables_and_plots(tmp_path, capsys):
     ]
     with tfds_data("mnist", num_examples=200):
         rows, pairs = reproduce.main(argv)
-    # MNIST: none, L2, PSP; Fashion-MNIST: L2, PSP; 2 seeds each.
-    assert len(os.listdir(tmp_path / "runs")) == 10
+    # MNIST: none, L2, PSP and PSP with λ decay (its L2 and PSP runs are
+    # shared, not run twice); Fashion-MNIST: L2, PSP; 2 seeds each.
+    runs = sorted(os.listdir(tmp_path / "runs"))
+    assert len(runs) == 12
+    decayed = [name for name in runs if "_step_" in name]
+    assert len(decayed) == 2
+    with open(tmp_path / "runs" / decayed[0] / "args.json") as f:
+        assert json.load(f)["strength_schedule"] == "step"
     assert {(r["dataset"], r["regime"]) for r in rows} == {
         ("mnist", "none"),
         ("mnist", "l2"),
         ("mnist", "psp"),
+        ("mnist", "psp_step"),
         ("fashion_mnist", "l2"),
         ("fashion_mnist", "psp"),
     }
     for row in rows:
         assert row["seeds"] == [1, 2] and 0 <= row["final"][0] <= 100
-    assert {p["dataset"] for p in pairs} == {"mnist", "fashion_mnist"}
+    assert {(p["dataset"], p["regime"], p["baseline"]) for p in pairs} == {
+        ("mnist", "psp", "l2"),
+        ("mnist", "psp_step", "l2"),
+        ("mnist", "psp_step", "psp"),
+        ("fashion_mnist", "psp", "l2"),
+    }
+    final = {(r["dataset"], r["regime"]): r["final"][0] for r in rows}
+    for pair in pairs:
+        assert pair["seeds"] == [1, 2] and 0 <= pair["better"] <= 2
+        # Same seeds on both sides: the mean difference is that of means.
+        expected = (
+            final[(pair["dataset"], pair["regime"])]
+            - final[(pair["dataset"], pair["baseline"])]
+        )
+        assert abs(pair["difference"][0] - expected) < 1e-9
     summary = (tmp_path / "out" / "summary.md").read_text()
     assert "| mnist | lenet5 | psp | 0.001 | 1 | 2 |" in summary
     assert "0.57 ± 0.04" in summary  # the authors' logs, beside ours
-    assert "Paired PSP − L2" in summary
+    assert "| mnist | lenet5 | psp_step − psp | 2 |" in summary
     data = json.loads((tmp_path / "out" / "summary.json").read_text())
-    assert len(data["rows"]) == 5
+    assert len(data["rows"]) == 6
     for name in ("test_error.png", "z2.png", "parameters.png"):
         content = (tmp_path / "out" / name).read_bytes()
         assert content.startswith(b"\x89PNG") and len(content) > 10_000
