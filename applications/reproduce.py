@@ -301,7 +301,8 @@ def plot(found, out):
                     curves = 100 * (1 - curves)
                 epochs = np.arange(1, length + 1)
                 mean = curves.mean(axis=0)
-                axis.plot(epochs, mean, label=f"{regime} ({len(curves)} seeds)")
+                seeds = f"{len(curves)} seed{'s' if len(curves) > 1 else ''}"
+                axis.plot(epochs, mean, label=f"{regime} ({seeds}, mean)")
                 axis.fill_between(
                     epochs, curves.min(axis=0), curves.max(axis=0), alpha=0.2
                 )
