@@ -188,6 +188,14 @@ def summarize(found):
                 "seeds": sorted(runs),
                 "final": mean_std(final),
                 "best": mean_std(best),
+                "per_seed": {
+                    seed: {
+                        "final": r["final_test_error"],
+                        "best": r["best_test_error"],
+                        "run": os.path.basename(run_dir),
+                    }
+                    for seed, (r, _, run_dir) in sorted(runs.items())
+                },
                 "paper": PAPER.get((dataset, model), {}).get(regime),
                 "authors_logs": AUTHORS_LOGS.get((dataset, model), {}).get(
                     regime
@@ -256,6 +264,28 @@ def markdown(rows, pairs, command):
             f"| {pair['regime']} − {pair['baseline']} | {len(pair['seeds'])} "
             f"| {_pm(pair['difference'], 3)} "
             f"| {pair['better']}/{len(pair['seeds'])} |"
+        )
+    seeds = sorted({seed for row in rows for seed in row["per_seed"]})
+    lines += [
+        "",
+        "Final test error % per seed:",
+        "",
+        "| data set | model | regime | "
+        + " | ".join(f"seed {seed}" for seed in seeds)
+        + " |",
+        "|---|---|---|" + "---|" * len(seeds),
+    ]
+    for row in rows:
+        values = [
+            f"{row['per_seed'][seed]['final']:.2f}"
+            if seed in row["per_seed"]
+            else ""
+            for seed in seeds
+        ]
+        lines.append(
+            f"| {row['dataset']} | {row['model']} | {row['regime']} | "
+            + " | ".join(values)
+            + " |"
         )
     lines += ["", f"Command: `{command}`", ""]
     return "\n".join(lines)

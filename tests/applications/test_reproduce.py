@@ -48,6 +48,8 @@ def test_tiny_reproduction_writes_tables_and_plots(tmp_path, capsys):
     }
     for row in rows:
         assert row["seeds"] == [1, 2] and 0 <= row["final"][0] <= 100
+        per_seed = [row["per_seed"][seed]["final"] for seed in (1, 2)]
+        assert abs(row["final"][0] - sum(per_seed) / 2) < 1e-9
     assert {(p["dataset"], p["regime"], p["baseline"]) for p in pairs} == {
         ("mnist", "psp", "l2"),
         ("mnist", "psp_step", "l2"),
@@ -67,6 +69,7 @@ def test_tiny_reproduction_writes_tables_and_plots(tmp_path, capsys):
     assert "| mnist | lenet5 | psp | 0.001 | 1 | 2 |" in summary
     assert "0.57 ± 0.04" in summary  # the authors' logs, beside ours
     assert "| mnist | lenet5 | psp_step − psp | 2 |" in summary
+    assert "| data set | model | regime | seed 1 | seed 2 |" in summary
     data = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert len(data["rows"]) == 6
     for name in ("test_error.png", "z2.png", "parameters.png"):
