@@ -352,6 +352,8 @@ def plot(found, out):
     if pairs:
         import keras
 
+        import keras_psp  # noqa: F401 (registers the PSP classes for loading)
+
         dataset, model = pairs[0]
         weights = {}
         for regime in ("l2", "psp"):

@@ -1,10 +1,14 @@
 import json
 import os
+import subprocess
+import sys
 import time
 
 from applications import reproduce
 from applications import train
 from tests.helpers import tfds_data
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 
 
 def test_tiny_reproduction_writes_tables_and_plots(tmp_path, capsys):
@@ -75,6 +79,23 @@ def test_tiny_reproduction_writes_tables_and_plots(tmp_path, capsys):
     for name in ("test_error.png", "z2.png", "parameters.png"):
         content = (tmp_path / "out" / name).read_bytes()
         assert content.startswith(b"\x89PNG") and len(content) > 10_000
+
+    # A fresh process can report (and load the PSP models for Fig. 3).
+    (tmp_path / "out" / "parameters.png").unlink()
+    fresh = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(ROOT, "applications", "reproduce.py"),
+            "--report-only",
+            *argv,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert fresh.returncode == 0, fresh.stderr[-3000:]
+    assert (tmp_path / "out" / "parameters.png").exists()
 
     # Finished runs are skipped: a second call only reports.
     start = time.time()
