@@ -172,9 +172,15 @@ def mean_std(values):
     return float(values.mean()), std
 
 
+def _order(item):
+    (dataset, model, regime), _ = item
+    rank = REGIME_ORDER.index(regime) if regime in REGIME_ORDER else 99
+    return dataset, model, rank, regime
+
+
 def summarize(found):
     rows, pairs = [], []
-    for (dataset, model, regime), runs in sorted(found.items()):
+    for (dataset, model, regime), runs in sorted(found.items(), key=_order):
         final = [r["final_test_error"] for r, _, _ in runs.values()]
         best = [r["best_test_error"] for r, _, _ in runs.values()]
         any_result = next(iter(runs.values()))[0]
@@ -242,12 +248,12 @@ def markdown(rows, pairs, command):
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
-        logs = row["authors_logs"]
+        logs, paper = row["authors_logs"], row["paper"]
         lines.append(
             f"| {row['dataset']} | {row['model']} | {row['regime']} "
             f"| {row['strength']:g} | {row['epochs']} | {len(row['seeds'])} "
             f"| {_pm(row['final'])} | {_pm(row['best'])} "
-            f"| {'' if row['paper'] is None else row['paper']} "
+            f"| {'' if paper is None else f'{paper:.2f}'} "
             f"| {'' if logs is None else f'{logs[0]} ± {logs[1]}'} |"
         )
     lines += [
