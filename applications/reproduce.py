@@ -93,7 +93,11 @@ def parse_args(argv=None):
         "--test-examples", type=train._positive_int, default=None
     )
     parser.add_argument("--runs-dir", default="runs")
-    parser.add_argument("--out", default="results")
+    parser.add_argument(
+        "--out",
+        default=os.path.join("runs", "report"),
+        help="report directory (results/ holds the one of RESULTS.md)",
+    )
     parser.add_argument("--data-dir", default=None)
     parser.add_argument(
         "--report-only",
