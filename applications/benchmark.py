@@ -118,7 +118,7 @@ def main(argv=None):
         )  # warm-up: compilation
         variants[name] = (model, extra)
 
-    del monitor_seconds[:]  # the warm-up's call compiled the probe
+    monitor_seconds.clear()  # the warm-up's call compiled the probe
     seconds = {name: [] for name in VARIANTS}
     for round_index in range(args.rounds):
         # Rotate the order each round, so no variant always runs first.

@@ -11,20 +11,19 @@ from tests.helpers import tfds_data
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 
 
-def test_tiny_reproduction_writes_tables_and_plots(tmp_path, capsys):
-    argv = [
+def _tiny_argv(tmp_path, experiments, seeds, examples):
+    """reproduce.py arguments for 1-epoch runs on `examples` images."""
+    return [
         "--experiments",
-        "mnist",
-        "fashion_mnist",
-        "mnist_strength_decay",
+        *experiments,
         "--seeds",
-        "2",
+        str(seeds),
         "--epochs",
         "1",
         "--train-examples",
-        "200",
+        str(examples),
         "--test-examples",
-        "200",
+        str(examples),
         "--runs-dir",
         str(tmp_path / "runs"),
         "--out",
@@ -32,6 +31,12 @@ def test_tiny_reproduction_writes_tables_and_plots(tmp_path, capsys):
         "--verbose",
         "0",
     ]
+
+
+def test_tiny_reproduction_writes_tables_and_plots(tmp_path, capsys):
+    argv = _tiny_argv(
+        tmp_path, ["mnist", "fashion_mnist", "mnist_strength_decay"], 2, 200
+    )
     with tfds_data("mnist", num_examples=200):
         rows, pairs = reproduce.main(argv)
     # MNIST: none, L2, PSP and PSP with λ decay (its L2 and PSP runs are
@@ -107,24 +112,7 @@ def test_tiny_reproduction_writes_tables_and_plots(tmp_path, capsys):
 
 
 def test_runs_held_by_another_process_are_skipped(tmp_path, capsys):
-    argv = [
-        "--experiments",
-        "fashion_mnist",
-        "--seeds",
-        "1",
-        "--epochs",
-        "1",
-        "--train-examples",
-        "100",
-        "--test-examples",
-        "100",
-        "--runs-dir",
-        str(tmp_path / "runs"),
-        "--out",
-        str(tmp_path / "out"),
-        "--verbose",
-        "0",
-    ]
+    argv = _tiny_argv(tmp_path, ["fashion_mnist"], 1, 100)
     (_, _, held), (_, _, free) = list(
         reproduce.configurations(reproduce.parse_args(argv))
     )
