@@ -17,6 +17,13 @@ error as a secondary column, and the paired PSP − L2 difference over the
 same seeds), `summary.json`, and the plots `test_error.png`, `z2.png`
 (⟨z²⟩ per epoch, the paper's Fig. 2b) and `parameters.png` (per-layer
 parameter histograms, L2 vs PSP, the paper's Fig. 3).
+
+The report is written from records, not from the run dirs: each finished
+run's `results.json`, `history.csv` and `parameters.json` (kernel
+histograms) are copied into `<out>/runs/<run>/`, a few tens of kB without
+checkpoints. Committed with the report, they let it be rebuilt
+(`--report-only`) and extended by later runs on another machine after the
+run dirs are gone.
 """
 
 import argparse
@@ -49,6 +56,7 @@ EXPERIMENTS = {
 # --strength-schedule). Paired comparisons: (regime, baseline).
 PAIRS = (("psp", "l2"), ("psp_step", "l2"), ("psp_step", "psp"))
 REGIME_ORDER = ("none", "l2", "psp", "psp_step")
+HISTOGRAM_BINS = 100  # per layer, in each run's parameters.json
 # Test error (%) in the paper (single runs) and in the authors' public logs
 # (10 seeds, final epoch: mean, std).
 PAPER = {
@@ -153,19 +161,82 @@ def configurations(args):
                         yield key, seed, run_args
 
 
+def _settings_match(results, run_args):
+    return all(results.get(k) == getattr(run_args, k) for k in train.RUN_KEYS)
+
+
+def archive_run(run_dir, record_dir):
+    """Copies a finished run's record into `record_dir`: `results.json`,
+    `history.csv` and `parameters.json` (per-layer kernel histograms, from
+    `model.keras`): a few tens of kB that the report needs, without the
+    checkpoints, so the record can be committed and the report rebuilt
+    after the run dir is gone."""
+    import shutil
+
+    import keras
+    import numpy as np
+
+    import keras_psp  # noqa: F401 (registers the PSP classes for loading)
+
+    os.makedirs(record_dir, exist_ok=True)
+    model = keras.saving.load_model(os.path.join(run_dir, "model.keras"))
+    histograms = []  # in the model's layer order
+    for weight in model.trainable_weights:
+        if weight.path.endswith("kernel"):
+            values = np.asarray(weight.numpy(), dtype=np.float64).ravel()
+            counts, edges = np.histogram(values, bins=HISTOGRAM_BINS)
+            histograms.append(
+                {
+                    "layer": weight.path.split("/")[0],
+                    "counts": counts.tolist(),
+                    "edges": edges.tolist(),
+                }
+            )
+    train.write_json(os.path.join(record_dir, "parameters.json"), histograms)
+    with open(os.path.join(run_dir, "history.csv")) as f:
+        history = f.read()
+    train.write_atomic(
+        os.path.join(record_dir, "history.csv"), lambda f: f.write(history)
+    )
+    # results.json last: its presence marks a complete record.
+    tmp = os.path.join(record_dir, f"results.json.tmp{os.getpid()}")
+    shutil.copyfile(os.path.join(run_dir, "results.json"), tmp)
+    os.replace(tmp, os.path.join(record_dir, "results.json"))
+
+
 def collect(args):
-    """{(dataset, model, regime): {seed: (results, history rows, run dir)}}."""
+    """{(dataset, model, regime): {seed: (results, history rows, record
+    dir)}} from the records in `<out>/runs/`, after archiving there every
+    run finished in `--runs-dir` (a record of other settings is replaced)."""
     found = {}
     for key, seed, run_args in configurations(args):
-        path = os.path.join(run_args.run_dir, "results.json")
-        if os.path.exists(path):
-            with open(path) as f:
-                results = json.load(f)
-            rows = train.read_history(
-                os.path.join(run_args.run_dir, "history.csv")
-            )
-            found.setdefault(key, {})[seed] = (results, rows, run_args.run_dir)
+        record_dir = os.path.join(
+            args.out, "runs", os.path.basename(run_args.run_dir)
+        )
+        record = os.path.join(record_dir, "results.json")
+        finished = os.path.join(run_args.run_dir, "results.json")
+        if os.path.exists(finished):
+            with open(finished) as f:
+                current = json.load(f)
+            if not (
+                os.path.exists(record)
+                and _read_json(record) == current
+                and os.path.exists(os.path.join(record_dir, "parameters.json"))
+            ):
+                archive_run(run_args.run_dir, record_dir)
+        if not os.path.exists(record):
+            continue
+        results = _read_json(record)
+        if not _settings_match(results, run_args):
+            continue
+        rows = train.read_history(os.path.join(record_dir, "history.csv"))
+        found.setdefault(key, {})[seed] = (results, rows, record_dir)
     return found
+
+
+def _read_json(path):
+    with open(path) as f:
+        return json.load(f)
 
 
 def mean_std(values):
@@ -360,42 +431,47 @@ def plot(found, out):
         if (d, m, "l2") in found and (d, m, "psp") in found
     ]
     if pairs:
-        import keras
-
-        import keras_psp  # noqa: F401 (registers the PSP classes for loading)
-
-        dataset, model = pairs[0]
-        weights = {}
-        for regime in ("l2", "psp"):
-            runs = found[(dataset, model, regime)]
-            _, _, run_dir = runs[min(runs)]
-            loaded = keras.saving.load_model(
-                os.path.join(run_dir, "model.keras")
+        # One row per data set and model: each layer's kernel values, L2
+        # against PSP, on the lowest seed both have (the paper's Fig. 3).
+        histograms = {}
+        for dataset, model in pairs:
+            seed = min(
+                set(found[(dataset, model, "l2")])
+                & set(found[(dataset, model, "psp")])
+                or found[(dataset, model, "psp")]
             )
-            weights[regime] = {
-                w.path.split("/")[0]: np.asarray(w.numpy()).ravel()
-                for w in loaded.trainable_weights
-                if w.path.endswith("kernel")
-            }
-        layers = list(weights["l2"])[:6]
-        figure, axes = plt.subplots(
-            1, len(layers), figsize=(4 * len(layers), 3.5), squeeze=False
-        )
-        for axis, layer in zip(axes[0], layers, strict=True):
             for regime in ("l2", "psp"):
-                axis.hist(
-                    weights[regime].get(layer, []),
-                    bins=100,
-                    alpha=0.5,
-                    density=True,
-                    label=regime,
-                )
-            axis.set_title(layer)
-            axis.set_yscale("log")
-            axis.legend()
-        figure.suptitle(
-            f"kernel values, {model} on {dataset} (seed {min(runs)})"
+                runs = found[(dataset, model, regime)]
+                _, _, record_dir = runs.get(seed, runs[min(runs)])
+                layers = _read_json(os.path.join(record_dir, "parameters.json"))
+                histograms[(dataset, model, regime)] = (seed, layers)
+        columns = max(len(h[1]) for h in histograms.values())
+        figure, axes = plt.subplots(
+            len(pairs),
+            columns,
+            figsize=(4 * columns, 3.5 * len(pairs)),
+            squeeze=False,
         )
+        for row, (dataset, model) in zip(axes, pairs, strict=True):
+            for regime in ("l2", "psp"):
+                seed, layers = histograms[(dataset, model, regime)]
+                for axis, layer in zip(row, layers, strict=False):
+                    counts = np.asarray(layer["counts"], dtype=float)
+                    edges = np.asarray(layer["edges"])
+                    density = counts / (counts.sum() * np.diff(edges))
+                    axis.stairs(
+                        density,
+                        edges,
+                        fill=True,
+                        alpha=0.5,
+                        label=f"{regime}, seed {seed}",
+                    )
+                    axis.set_title(f"{dataset}: {layer['layer']}")
+                    axis.set_yscale("log")
+                    axis.set_xlabel("kernel value")
+            for axis in row:
+                axis.legend()
+        figure.suptitle("kernel values per layer, L2 vs PSP")
         written.append(save(figure, "parameters.png"))
     return written
 

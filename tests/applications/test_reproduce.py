@@ -1,8 +1,11 @@
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
+
+import pytest
 
 from applications import reproduce
 from applications import train
@@ -85,8 +88,34 @@ def test_tiny_reproduction_writes_tables_and_plots(tmp_path, capsys):
         content = (tmp_path / "out" / name).read_bytes()
         assert content.startswith(b"\x89PNG") and len(content) > 10_000
 
-    # A fresh process can report (and load the PSP models for Fig. 3).
+    # Every finished run has a small record beside the report.
+    records = sorted(os.listdir(tmp_path / "out" / "runs"))
+    assert records == runs
+    for name in records:
+        record = tmp_path / "out" / "runs" / name
+        assert sorted(os.listdir(record)) == [
+            "history.csv",
+            "parameters.json",
+            "results.json",
+        ]
+        layers = json.loads((record / "parameters.json").read_text())
+        assert [layer["layer"] for layer in layers] == [
+            "conv1",
+            "conv2",
+            "fc1",
+            "predictions_logits",
+        ]
+        assert all(
+            len(layer["edges"]) == len(layer["counts"]) + 1 for layer in layers
+        )
+    # conv1's 5x5x1x20 kernel: every value is counted once.
+    assert sum(layers[0]["counts"]) == 5 * 5 * 1 * 20
+
+    # A fresh process can report, and archive a run again (loading its
+    # PSP model for the kernel histograms).
     (tmp_path / "out" / "parameters.png").unlink()
+    psp_record = tmp_path / "out" / "runs" / decayed[0]
+    shutil.rmtree(psp_record)
     fresh = subprocess.run(
         [
             sys.executable,
@@ -101,6 +130,18 @@ def test_tiny_reproduction_writes_tables_and_plots(tmp_path, capsys):
     )
     assert fresh.returncode == 0, fresh.stderr[-3000:]
     assert (tmp_path / "out" / "parameters.png").exists()
+    assert (psp_record / "parameters.json").exists()
+
+    # With the run dirs gone, the records give the same report.
+    shutil.move(tmp_path / "runs", tmp_path / "runs_moved")
+    from_records, _ = reproduce.main(["--report-only", *argv])
+    assert from_records == rows
+    # A record of other settings (here: other --train-examples) is not
+    # mistaken for the run asked for.
+    other = _tiny_argv(tmp_path, ["fashion_mnist"], 1, 100)
+    with pytest.raises(SystemExit, match="no finished run"):
+        reproduce.main(["--report-only", *other])
+    shutil.move(tmp_path / "runs_moved", tmp_path / "runs")
 
     # Finished runs are skipped: a second call only reports.
     start = time.time()
