@@ -171,8 +171,6 @@ def archive_run(run_dir, record_dir):
     `model.keras`): a few tens of kB that the report needs, without the
     checkpoints, so the record can be committed and the report rebuilt
     after the run dir is gone."""
-    import shutil
-
     import keras
     import numpy as np
 
@@ -199,9 +197,10 @@ def archive_run(run_dir, record_dir):
         os.path.join(record_dir, "history.csv"), lambda f: f.write(history)
     )
     # results.json last: its presence marks a complete record.
-    tmp = os.path.join(record_dir, f"results.json.tmp{os.getpid()}")
-    shutil.copyfile(os.path.join(run_dir, "results.json"), tmp)
-    os.replace(tmp, os.path.join(record_dir, "results.json"))
+    train.write_json(
+        os.path.join(record_dir, "results.json"),
+        _read_json(os.path.join(run_dir, "results.json")),
+    )
 
 
 def collect(args):
@@ -216,11 +215,9 @@ def collect(args):
         record = os.path.join(record_dir, "results.json")
         finished = os.path.join(run_args.run_dir, "results.json")
         if os.path.exists(finished):
-            with open(finished) as f:
-                current = json.load(f)
             if not (
                 os.path.exists(record)
-                and _read_json(record) == current
+                and _read_json(record) == _read_json(finished)
                 and os.path.exists(os.path.join(record_dir, "parameters.json"))
             ):
                 archive_run(run_args.run_dir, record_dir)
