@@ -19,9 +19,9 @@ same seeds), `summary.json`, and the plots `test_error.png`, `z2.png`
 parameter histograms, L2 vs PSP, the paper's Fig. 3).
 
 The report is written from records, not from the run dirs: each finished
-run's `results.json`, `history.csv` and `parameters.json` (kernel
-histograms) are copied into `<out>/runs/<run>/`, a few tens of kB without
-checkpoints. Committed with the report, they let it be rebuilt
+run's `args.json`, `results.json`, `history.csv` and `parameters.json`
+(kernel histograms) are copied into `<out>/runs/<run>/`, a few tens of kB
+without checkpoints. Committed with the report, they let it be rebuilt
 (`--report-only`) and extended by later runs on another machine after the
 run dirs are gone.
 """
@@ -72,7 +72,9 @@ AUTHORS_LOGS = {
         "l2": (0.76, 0.03),
         "psp": (0.57, 0.04),
     },
-    ("fashion_mnist", "lenet5"): {"l2": (8.14, 0.21)},
+    # PSP: save/logs/LeNet5_FashionMNIST_PSP.log of github enzotarta/PSP
+    # (10 runs, 150 epochs; sample std).
+    ("fashion_mnist", "lenet5"): {"l2": (8.14, 0.21), "psp": (7.80, 0.20)},
 }
 
 
@@ -161,13 +163,15 @@ def configurations(args):
                         yield key, seed, run_args
 
 
-def _settings_match(results, run_args):
-    return all(results.get(k) == getattr(run_args, k) for k in train.RUN_KEYS)
+def _settings_match(record_dir, run_args):
+    settings = _read_json(os.path.join(record_dir, "args.json"))
+    return settings == {k: getattr(run_args, k) for k in train.RUN_KEYS}
 
 
 def archive_run(run_dir, record_dir):
-    """Copies a finished run's record into `record_dir`: `results.json`,
-    `history.csv` and `parameters.json` (per-layer kernel histograms, from
+    """Copies a finished run's record into `record_dir`: `args.json`,
+    `results.json`, `history.csv` and `parameters.json` (per-layer kernel
+    histograms, from
     `model.keras`): a few tens of kB that the report needs, without the
     checkpoints, so the record can be committed and the report rebuilt
     after the run dir is gone."""
@@ -196,6 +200,10 @@ def archive_run(run_dir, record_dir):
     train.write_atomic(
         os.path.join(record_dir, "history.csv"), lambda f: f.write(history)
     )
+    train.write_json(
+        os.path.join(record_dir, "args.json"),
+        _read_json(os.path.join(run_dir, "args.json")),
+    )
     # results.json last: its presence marks a complete record.
     train.write_json(
         os.path.join(record_dir, "results.json"),
@@ -218,14 +226,15 @@ def collect(args):
             if not (
                 os.path.exists(record)
                 and _read_json(record) == _read_json(finished)
+                and os.path.exists(os.path.join(record_dir, "args.json"))
                 and os.path.exists(os.path.join(record_dir, "parameters.json"))
             ):
                 archive_run(run_args.run_dir, record_dir)
         if not os.path.exists(record):
             continue
-        results = _read_json(record)
-        if not _settings_match(results, run_args):
+        if not _settings_match(record_dir, run_args):
             continue
+        results = _read_json(record)
         rows = train.read_history(os.path.join(record_dir, "history.csv"))
         found.setdefault(key, {})[seed] = (results, rows, record_dir)
     return found
@@ -326,7 +335,7 @@ def markdown(rows, pairs, command):
             f"| {row['strength']:g} | {row['epochs']} | {len(row['seeds'])} "
             f"| {_pm(row['final'])} | {_pm(row['best'])} "
             f"| {'' if paper is None else f'{paper:.2f}'} "
-            f"| {'' if logs is None else f'{logs[0]} ± {logs[1]}'} |"
+            f"| {'' if logs is None else f'{logs[0]:.2f} ± {logs[1]:.2f}'} |"
         )
     lines += [
         "",

@@ -15,7 +15,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 
 
 def _tiny_argv(tmp_path, experiments, seeds, examples):
-    """reproduce.py arguments for 1-epoch runs on `examples` images."""
+    """reproduce.py arguments for 1-epoch runs on `examples` training
+    images (the whole test split: the mock data sets are small)."""
     return [
         "--experiments",
         *experiments,
@@ -24,8 +25,6 @@ def _tiny_argv(tmp_path, experiments, seeds, examples):
         "--epochs",
         "1",
         "--train-examples",
-        str(examples),
-        "--test-examples",
         str(examples),
         "--runs-dir",
         str(tmp_path / "runs"),
@@ -94,6 +93,7 @@ def test_tiny_reproduction_writes_tables_and_plots(tmp_path, capsys):
     for name in records:
         record = tmp_path / "out" / "runs" / name
         assert sorted(os.listdir(record)) == [
+            "args.json",
             "history.csv",
             "parameters.json",
             "results.json",
