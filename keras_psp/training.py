@@ -124,3 +124,73 @@ def paper_optimizer(
     return keras.optimizers.SGD(
         rate, momentum=momentum, weight_decay=weight_decay
     )
+
+
+# Layers whose PyTorch counterparts (nn.Linear, nn.Conv*d) initialize
+# weight and bias from U(-1/√fan_in, 1/√fan_in), and how many trailing axes
+# of their kernel are not fan-in (a depthwise kernel's: input channels and
+# multiplier; PyTorch's `groups` leaves one input channel per filter).
+_PYTORCH_INITIALIZED = (
+    (keras.layers.DepthwiseConv1D, 2),
+    (keras.layers.DepthwiseConv2D, 2),
+    (keras.layers.Dense, 1),
+    (keras.layers.Conv1D, 1),
+    (keras.layers.Conv2D, 1),
+    (keras.layers.Conv3D, 1),
+)
+
+
+def pytorch_initialization(model, seed=None):
+    """Re-initializes dense and convolution layers as PyTorch does.
+
+    PyTorch's `nn.Linear` and `nn.Conv*d` draw weight and bias from
+    `U(-1/√fan_in, 1/√fan_in)` (`kaiming_uniform_(a=√5)` for the weight);
+    Keras starts from Glorot-uniform kernels and zero biases. The paper's
+    numbers were obtained with PyTorch's defaults, so a reproduction may
+    start from the same distribution. `fan_in` is the kernel's size without
+    its output axis (a depthwise kernel: its spatial size, as with PyTorch's
+    `groups`). Batch norm starts alike in both (γ = 1, β = 0) and is left as
+    it is, as are other layers (`Conv*DTranspose`, `SeparableConv*`,
+    `EinsumDense`).
+
+    Args:
+        model: a built Keras model or layer; nested layers are included.
+        seed: int or None, the seed of the `keras.random.SeedGenerator`
+            drawing the values (same seed, same weights).
+
+    Returns:
+        The names of the re-initialized layers.
+
+    Example:
+
+    >>> from keras_psp.models import LeNet5
+    >>> pytorch_initialization(LeNet5(), seed=1)
+    ['conv1', 'conv2', 'fc1', 'predictions_logits']
+    """
+    generator = keras.random.SeedGenerator(seed)
+    names = []
+    for layer in model._flatten_layers(include_self=True, recursive=True):
+        kernel = getattr(layer, "kernel", None)
+        not_fan_in = next(
+            (n for kind, n in _PYTORCH_INITIALIZED if isinstance(layer, kind)),
+            None,
+        )
+        if kernel is None or not_fan_in is None:  # not built, or other kind
+            continue
+        fan_in = 1
+        for size in kernel.shape[:-not_fan_in]:
+            fan_in *= size
+        bound = fan_in**-0.5
+        for variable in (kernel, getattr(layer, "bias", None)):
+            if variable is not None:
+                variable.assign(
+                    keras.random.uniform(
+                        variable.shape,
+                        -bound,
+                        bound,
+                        dtype=variable.dtype,
+                        seed=generator,
+                    )
+                )
+        names.append(layer.name)
+    return names

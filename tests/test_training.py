@@ -86,3 +86,49 @@ def test_compiled_mixed_precision_step_keeps_penalty_in_float32():
         keras.backend.standardize_dtype(t.dtype) for t in psp_losses(model)
     }
     assert dtypes == {"float32"}
+
+
+def _values(variable):
+    return np.asarray(keras.ops.convert_to_numpy(variable))
+
+
+def test_pytorch_initialization_draws_from_pytorchs_bounds():
+    model = LeNet5(psp_strength=1e-3)
+    names = training.pytorch_initialization(model, seed=3)
+    assert names == ["conv1", "conv2", "fc1", "predictions_logits"]
+    fan_ins = {"conv1": 5 * 5, "conv2": 5 * 5 * 20, "fc1": 800}
+    fan_ins["predictions_logits"] = 500
+    for name, fan_in in fan_ins.items():
+        layer = model.get_layer(name)
+        bound = fan_in**-0.5
+        for variable in (layer.kernel, layer.bias):
+            values = _values(variable)
+            # Uniform over the whole interval (Keras' biases start at 0).
+            assert np.abs(values).max() <= bound
+            assert np.abs(values).max() > 0.8 * bound
+        kernel = _values(layer.kernel)
+        assert kernel.std() == pytest.approx(bound / np.sqrt(3), rel=0.1)
+        assert abs(kernel.mean()) < 0.1 * bound
+        # λ (a PSP layer's variable) is left as it was.
+        assert float(_values(layer.strength)) == pytest.approx(1e-3 / 4)
+
+    again = LeNet5(psp_strength=1e-3)
+    training.pytorch_initialization(again, seed=3)
+    other = LeNet5(psp_strength=1e-3)
+    training.pytorch_initialization(other, seed=4)
+    first = _values(model.get_layer("fc1").kernel)
+    np.testing.assert_array_equal(first, _values(again.get_layer("fc1").kernel))
+    assert not np.allclose(first, _values(other.get_layer("fc1").kernel))
+
+
+def test_pytorch_initialization_of_depthwise_and_nested_layers():
+    depthwise = keras.layers.DepthwiseConv2D(3, depth_multiplier=2)
+    transpose = keras.layers.Conv2DTranspose(4, 3)
+    inner = keras.Sequential([keras.Input((8, 8, 4)), depthwise], name="inner")
+    model = keras.Sequential([keras.Input((8, 8, 4)), inner, transpose])
+    before = _values(transpose.kernel)
+    assert training.pytorch_initialization(model, seed=0) == [depthwise.name]
+    # PyTorch's groups: a depthwise filter sees one channel, 3×3 inputs.
+    values = _values(depthwise.kernel)
+    assert 0.8 / 3 < np.abs(values).max() <= 1 / 3
+    np.testing.assert_array_equal(before, _values(transpose.kernel))
