@@ -51,11 +51,41 @@ EXPERIMENTS = {
     "mnist_strength_decay": [
         ("mnist", "lenet5", 50, {"l2": 1e-4, "psp": 1e-3, "psp_step": 1e-3})
     ],
+    # Weights from PyTorch's default initialization, as in the authors'
+    # code, against Keras' (the runs of `fashion_mnist`).
+    "fashion_mnist_pytorch_init": [
+        (
+            "fashion_mnist",
+            "lenet5",
+            150,
+            {
+                "l2": 1e-4,
+                "psp": 1e-3,
+                "l2_pytorch_init": 1e-4,
+                "psp_pytorch_init": 1e-3,
+            },
+        )
+    ],
 }
-# A regime is `none`, `l2`, `psp` or `psp_<λ schedule>` (train.py's
-# --strength-schedule). Paired comparisons: (regime, baseline).
-PAIRS = (("psp", "l2"), ("psp_step", "l2"), ("psp_step", "psp"))
-REGIME_ORDER = ("none", "l2", "psp", "psp_step")
+# Each regime: train.py's --regularization and further train.py arguments.
+REGIMES = {
+    "none": ("none", []),
+    "l2": ("l2", []),
+    "psp": ("psp", []),
+    "psp_step": ("psp", ["--strength-schedule", "step"]),
+    "l2_pytorch_init": ("l2", ["--initializer", "pytorch"]),
+    "psp_pytorch_init": ("psp", ["--initializer", "pytorch"]),
+}
+REGIME_ORDER = tuple(REGIMES)
+# Paired comparisons: (regime, baseline).
+PAIRS = (
+    ("psp", "l2"),
+    ("psp_step", "l2"),
+    ("psp_step", "psp"),
+    ("psp_pytorch_init", "l2_pytorch_init"),
+    ("psp_pytorch_init", "psp"),
+    ("l2_pytorch_init", "l2"),
+)
 HISTOGRAM_BINS = 100  # per layer, in each run's parameters.json
 # Test error (%) in the paper (single runs) and in the authors' public logs
 # (10 seeds, final epoch: mean, std).
@@ -128,16 +158,15 @@ def configurations(args):
         for dataset, model, epochs, regimes in EXPERIMENTS[experiment]:
             for seed in range(1, args.seeds + 1):
                 for regime, strength in regimes.items():
-                    regularization, _, schedule = regime.partition("_")
+                    regularization, extra = REGIMES[regime]
                     argv = [
+                        *extra,
                         "--model",
                         model,
                         "--dataset",
                         dataset,
                         "--regularization",
                         regularization,
-                        "--strength-schedule",
-                        schedule or "constant",
                         "--strength",
                         str(strength),
                         "--epochs",
@@ -165,7 +194,7 @@ def configurations(args):
 
 def _settings_match(record_dir, run_args):
     settings = _read_json(os.path.join(record_dir, "args.json"))
-    return settings == {k: getattr(run_args, k) for k in train.RUN_KEYS}
+    return settings == train.run_settings(run_args)
 
 
 def archive_run(run_dir, record_dir):

@@ -17,7 +17,9 @@ Defaults follow the paper: SGD lr 0.1, batch 100 and no momentum for
 MNIST/Fashion-MNIST (L2: weight decay 1e-4 on all parameters, as SGD's
 `weight_decay` in the authors' code); batch 128, momentum 0.9, ×0.1 at
 epochs 150/250/350 for CIFAR-10 (L2: 5e-4 on the kernels). PSP uses the
-authors' normalization: mean of z² per layer and λ/L per layer.
+authors' normalization: mean of z² per layer and λ/L per layer. Weights
+start from Keras' initializers; `--initializer pytorch` starts them from
+PyTorch's defaults, as in the authors' code.
 """
 
 import argparse
@@ -159,6 +161,13 @@ def build_parser():
     )
     add("--seed", type=int, default=1)
     add(
+        "--initializer",
+        choices=("keras", "pytorch"),
+        default="keras",
+        help="initial weights: Keras' defaults, or PyTorch's (the authors' "
+        "code): keras_psp.training.pytorch_initialization",
+    )
+    add(
         "--backend",
         choices=("tensorflow", "jax", "torch"),
         default=None,
@@ -241,6 +250,8 @@ def run_name(args):
             name += f"_{args.reduction}"
             if args.strength_schedule != "constant":
                 name += f"_{args.strength_schedule}"
+    if args.initializer != "keras":
+        name += f"_{args.initializer}init"
     return f"{name}_e{args.epochs}_seed{args.seed}"
 
 
@@ -261,7 +272,20 @@ RUN_KEYS = (
     "train_examples",
     "test_examples",
     "mixed_precision",
+    "initializer",
 )
+# Settings added after runs were recorded: at their default they are left
+# out of a run's settings, so that those run dirs and records still match.
+LATER_KEYS = {"initializer": "keras"}
+
+
+def run_settings(args):
+    """The settings of `args` that define a run (its `args.json`)."""
+    settings = {key: getattr(args, key) for key in RUN_KEYS}
+    for key, default in LATER_KEYS.items():
+        if settings[key] == default:
+            del settings[key]
+    return settings
 
 
 def write_atomic(path, write):
@@ -407,7 +431,7 @@ def train(args):
             "backup",
         )
     }
-    settings = {key: getattr(args, key) for key in RUN_KEYS}
+    settings = run_settings(args)
     if os.path.exists(paths["args.json"]):
         with open(paths["args.json"]) as f:
             previous = json.load(f)
@@ -445,6 +469,8 @@ def _run(args, paths, settings):
     info = splits.info
     steps = -(-info["train_examples"] // args.batch_size)
     model = build_model(args, keras_psp, steps)
+    if args.initializer == "pytorch":
+        keras_psp.training.pytorch_initialization(model, seed=args.seed)
     # The fixed held-out batch for ⟨z²⟩: the first test images. Reading
     # the whole (cached) test set keeps tf.data's cache complete.
     monitor_x = np.concatenate([np.asarray(x) for x, _ in splits.test])[

@@ -105,6 +105,32 @@ def test_run_dir_with_other_settings_is_refused(tmp_path):
         train.main(["--run-dir", run_dir, *TINY])
 
 
+@pytest.mark.parametrize("initializer", ["keras", "pytorch"])
+def test_initializer_sets_the_starting_weights(tmp_path, initializer):
+    import keras
+    import numpy as np
+
+    run_dir = str(tmp_path / "run")
+    argv = ["--initializer", initializer, "--lr", "0", "--epochs", "1"]
+    with tfds_data("mnist", num_examples=300):
+        train.main([*argv, "--run-dir", run_dir, *TINY])
+    # With lr 0 the saved model holds the initial weights.
+    model = keras.saving.load_model(os.path.join(run_dir, "model.keras"))
+    bias = np.asarray(keras.ops.convert_to_numpy(model.get_layer("conv1").bias))
+    if initializer == "keras":
+        np.testing.assert_array_equal(bias, 0)  # Keras: zero biases
+    else:
+        assert 0.1 < np.abs(bias).max() <= 0.2  # PyTorch: U(±1/√(5·5))
+    with open(os.path.join(run_dir, "args.json")) as f:
+        settings = json.load(f)
+    # A run dir written before --initializer existed has no such key;
+    # it must still match a run asked for with the default.
+    assert settings.get("initializer", "keras") == initializer
+    assert ("initializer" in settings) == (initializer != "keras")
+    name = train.run_name(train.parse_args(argv))
+    assert name.endswith("_pytorchinit_e1_seed1") == (initializer == "pytorch")
+
+
 def test_run_dir_in_use_by_a_live_process_is_refused(tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
