@@ -52,20 +52,23 @@ EXPERIMENTS = {
         ("mnist", "lenet5", 50, {"l2": 1e-4, "psp": 1e-3, "psp_step": 1e-3})
     ],
     # Weights from PyTorch's default initialization, as in the authors'
-    # code, against Keras' (the runs of `fashion_mnist`).
-    "fashion_mnist_pytorch_init": [
-        (
-            "fashion_mnist",
-            "lenet5",
-            150,
-            {
-                "l2": 1e-4,
-                "psp": 1e-3,
-                "l2_pytorch_init": 1e-4,
-                "psp_pytorch_init": 1e-3,
-            },
-        )
-    ],
+    # code, against Keras' (sharing the runs of `mnist` / `fashion_mnist`).
+    **{
+        f"{dataset}_pytorch_init": [
+            (
+                dataset,
+                "lenet5",
+                epochs,
+                {
+                    "l2": 1e-4,
+                    "psp": 1e-3,
+                    "l2_pytorch_init": 1e-4,
+                    "psp_pytorch_init": 1e-3,
+                },
+            )
+        ]
+        for dataset, epochs in (("mnist", 50), ("fashion_mnist", 150))
+    },
 }
 # Each regime: train.py's --regularization and further train.py arguments.
 REGIMES = {
