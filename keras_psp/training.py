@@ -1,4 +1,6 @@
-"""The paper's optimizer settings and learning-rate schedules."""
+"""The paper's optimizer, learning-rate schedules and initialization."""
+
+import math
 
 import keras
 
@@ -177,10 +179,7 @@ def pytorch_initialization(model, seed=None):
         )
         if kernel is None or not_fan_in is None:  # not built, or other kind
             continue
-        fan_in = 1
-        for size in kernel.shape[:-not_fan_in]:
-            fan_in *= size
-        bound = fan_in**-0.5
+        bound = math.prod(kernel.shape[:-not_fan_in]) ** -0.5
         for variable in (kernel, getattr(layer, "bias", None)):
             if variable is not None:
                 variable.assign(
