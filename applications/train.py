@@ -52,25 +52,41 @@ def _alive(pid):
     return True
 
 
+def _boot_id():
+    # PIDs restart with each boot, so a lock from an earlier boot of a
+    # machine with the same host name is stale even if its PID is in use.
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return "-"
+
+
 @contextlib.contextmanager
 def run_lock(run_dir):
     """Holds `run_dir/lock` while this process trains the run, so that two
     processes (e.g. two `reproduce.py` sharing a runs dir) never train the
     same run at once. A lock left by a killed process on this host is
-    taken over; one from another host is respected."""
+    taken over, as is one from an earlier boot of this host; one from
+    another host is respected."""
     path = os.path.join(run_dir, "lock")
     host = socket.gethostname()
+    boot = _boot_id()
     for _ in range(3):
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:
             try:
                 with open(path) as f:
-                    pid, owner_host = f.read().split()
+                    pid, owner_host, *owner_boot = f.read().split()
                 pid = int(pid)
             except (OSError, ValueError):
                 pid, owner_host = None, host  # half-written: the owner died
-            if owner_host != host or (pid is not None and _alive(pid)):
+                owner_boot = []
+            same_boot = owner_boot in ([], [boot])  # [] : an older lock
+            if owner_host != host or (
+                pid is not None and same_boot and _alive(pid)
+            ):
                 raise RunInUseError(
                     f"{run_dir} is being trained by process {pid} on "
                     f"{owner_host}; if no such process runs, delete {path}"
@@ -79,7 +95,7 @@ def run_lock(run_dir):
                 os.remove(path)
             continue
         with os.fdopen(fd, "w") as f:
-            f.write(f"{os.getpid()} {host}\n")
+            f.write(f"{os.getpid()} {host} {boot}\n")
         break
     else:
         raise RunInUseError(f"could not take {path}")

@@ -142,6 +142,20 @@ def test_run_dir_in_use_by_a_live_process_is_refused(tmp_path):
     assert not (run_dir / "results.json").exists()
 
 
+def test_lock_from_an_earlier_boot_is_taken_over(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    # A live PID, but written before a reboot of a host with this name.
+    (run_dir / "lock").write_text(
+        f"{os.getpid()} {socket.gethostname()} an-earlier-boot\n"
+    )
+    with train.run_lock(str(run_dir)):
+        owner = (run_dir / "lock").read_text().split()
+        host, boot = socket.gethostname(), train._boot_id()
+        assert owner == [str(os.getpid()), host, boot]
+    assert not (run_dir / "lock").exists()
+
+
 def test_lock_of_a_dead_process_is_taken_over(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
