@@ -8,8 +8,9 @@
 Everything goes into a run directory (default `runs/<configuration>`):
 `history.csv` (one row per epoch: loss, test error, psp_loss, per-layer
 ⟨z²⟩, ...), `results.json` (written once, at the end: final and best test
-error, settings, wall time, images/s, package versions, git commit),
-`args.json`, the final model `model.keras`, and `backup/`, from which a run
+error, settings, wall time, images/s, package versions, git commit,
+thread settings), `args.json`, the final model `model.keras`, and
+`backup/`, from which a run
 that was interrupted (Ctrl-C, kill -9) resumes when started again with the
 same arguments. A run whose `results.json` exists is not run again.
 
@@ -534,6 +535,7 @@ def _run(args, paths, settings):
         "versions": versions(),
         "git_commit": git_commit(),
         "platform": platform.platform(),
+        "threads": threads(),
     }
     write_json(paths["results.json"], results)
     print(
@@ -542,6 +544,14 @@ def _run(args, paths, settings):
         f"{results['images_per_second']:.0f} images/s"
     )
     return results
+
+
+THREAD_VARIABLES = (
+    "TF_NUM_INTRAOP_THREADS",
+    "TF_NUM_INTEROP_THREADS",
+    "OMP_NUM_THREADS",
+    "XLA_FLAGS",
+)
 
 
 def epoch_timer(keras):
@@ -555,6 +565,14 @@ def epoch_timer(keras):
             logs["epoch_seconds"] = time.perf_counter() - self.start
 
     return EpochTimer()
+
+
+def threads():
+    """The thread settings in force: a seed repeats a run only with these."""
+    found = {"cpu_count": os.cpu_count()}
+    for name in THREAD_VARIABLES:
+        found[name] = os.environ.get(name)
+    return found
 
 
 def versions():

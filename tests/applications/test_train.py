@@ -86,6 +86,8 @@ def test_run_writes_history_results_and_model(tmp_path):
     assert 0 <= saved["final_test_error"] <= 100
     assert saved["images_per_second"] > 0 and saved["wall_seconds"] > 0
     assert saved["versions"]["keras"] and saved["strength"] == 1e-3
+    env = {name: os.environ.get(name) for name in train.THREAD_VARIABLES}
+    assert saved["threads"] == {"cpu_count": os.cpu_count(), **env}
     rows = train.read_history(os.path.join(run_dir, "history.csv"))
     assert [int(row["epoch"]) for row in rows] == [0, 1]
     assert {"psp_loss", "z2/conv1", "z2_mean", "val_accuracy"} <= set(rows[0])
