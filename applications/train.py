@@ -10,9 +10,9 @@ Everything goes into a run directory (default `runs/<configuration>`):
 ⟨z²⟩, ...), `results.json` (written once, at the end: final and best test
 error, settings, wall time, images/s, package versions, git commit,
 thread settings), `args.json`, the final model `model.keras`, and
-`backup/`, from which a run
-that was interrupted (Ctrl-C, kill -9) resumes when started again with the
-same arguments. A run whose `results.json` exists is not run again.
+`backup/`, from which a run that was interrupted (Ctrl-C, kill -9) resumes
+when started again with the same arguments. A run whose `results.json`
+exists is not run again.
 
 Defaults follow the paper: SGD lr 0.1, batch 100 and no momentum for
 MNIST/Fashion-MNIST (L2: weight decay 1e-4 on all parameters, as SGD's
@@ -546,14 +546,6 @@ def _run(args, paths, settings):
     return results
 
 
-THREAD_VARIABLES = (
-    "TF_NUM_INTRAOP_THREADS",
-    "TF_NUM_INTEROP_THREADS",
-    "OMP_NUM_THREADS",
-    "XLA_FLAGS",
-)
-
-
 def epoch_timer(keras):
     """A callback adding `epoch_seconds` (train + evaluation) to the logs."""
 
@@ -567,12 +559,18 @@ def epoch_timer(keras):
     return EpochTimer()
 
 
+THREAD_VARIABLES = (
+    "TF_NUM_INTRAOP_THREADS",
+    "TF_NUM_INTEROP_THREADS",
+    "OMP_NUM_THREADS",
+    "XLA_FLAGS",
+)
+
+
 def threads():
     """The thread settings in force: a seed repeats a run only with these."""
-    found = {"cpu_count": os.cpu_count()}
-    for name in THREAD_VARIABLES:
-        found[name] = os.environ.get(name)
-    return found
+    env = {name: os.environ.get(name) for name in THREAD_VARIABLES}
+    return {"cpu_count": os.cpu_count(), **env}
 
 
 def versions():
