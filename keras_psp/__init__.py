@@ -5,6 +5,11 @@ potential", ICANN 2019. PSP adds `λ · ½ Σ z²` to the training loss, where `
 is every neuron's pre-activation.
 """
 
+from keras_psp.backend_check import check_backend_installed
+
+check_backend_installed()
+
+
 from keras_psp import callbacks
 from keras_psp import datasets
 from keras_psp import models
@@ -17,6 +22,9 @@ from keras_psp.layers import PSPDense
 from keras_psp.models import PSPModel
 from keras_psp.models import PSPSequential
 from keras_psp.penalty import psp_penalty
+from keras_psp.pre_activations import find_pre_activations
+from keras_psp.pre_activations import register_pre_activation_layer
+from keras_psp.stripping import strip_psp
 
 __version__ = "0.1.0"
 
@@ -28,6 +36,9 @@ __all__ = [
     "PSPSequential",
     "PreActivationRegularizer",
     "apply_psp",
+    "find_pre_activations",
+    "register_pre_activation_layer",
+    "strip_psp",
     "callbacks",
     "datasets",
     "models",

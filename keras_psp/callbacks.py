@@ -6,7 +6,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_psp.conversion import pre_activation_layers
+from keras_psp import pre_activations
 from keras_psp.layers.psp_layer import PSPLayerMixin
 from keras_psp.models.psp_model import psp_layers
 from keras_psp.penalty import psp_penalty
@@ -29,20 +29,12 @@ class _PreActivationProbe(keras.layers.Layer):
 
     def _pre_activation(self, inputs):
         (target,) = self._target
-        if isinstance(target, PSPLayerMixin):
+        kind = pre_activations.layer_kind(target)
+        if kind == pre_activations.PSP:
             return target.pre_activation(inputs)
-        if not hasattr(target, "activation") or isinstance(
-            target, keras.layers.Activation
-        ):
-            return inputs  # an activation layer: z is its input
-        # A layer with its own activation: run it linear. Only this probe,
-        # outside the training step, calls the layer meanwhile.
-        activation = target.activation
-        target.activation = keras.activations.linear
-        try:
-            return target.call(inputs)
-        finally:
-            target.activation = activation
+        if kind == pre_activations.AFFINE:
+            return pre_activations.affine_output(target, inputs)
+        return inputs  # an activation layer: z is its input
 
     def call(self, inputs):
         (target,) = self._target
@@ -56,23 +48,35 @@ class _PreActivationProbe(keras.layers.Layer):
 
 
 def _probe_model(model, regularize_logits):
-    layers = [
-        layer for layer, _ in pre_activation_layers(model, regularize_logits)
-    ]
-    if not layers:
+    """A model sharing `model`'s weights whose outputs are the probes of
+    every pre-activation, nested models' included; and `(key, layer)` for
+    each probe, in the order of the outputs."""
+    found, _ = pre_activations.find_pre_activations(model, regularize_logits)
+    if not found:
         raise ValueError(
             "The model has no pre-activation to monitor (no layer with a "
             "non-linear activation, no activation layer, no PSP layer)."
         )
-    # Flat: ⟨z²⟩ per layer, each PSP layer's penalty right after its ⟨z²⟩.
-    outputs = keras.tree.flatten(
-        [
-            _PreActivationProbe(layer, name=f"probe_{layer.name}")(layer.input)
-            for layer in layers
-        ]
+    paths = {id(entry.layer): entry.path for entry in found}
+    probes, keys, calls = [], [], {}
+
+    def call_function(layer, *args, **kwargs):
+        if id(layer) in paths:
+            key = "/".join(paths[id(layer)] + (layer.name,))
+            calls[key] = calls.get(key, 0) + 1
+            if calls[key] > 1:
+                key = f"{key}_call{calls[key]}"
+            probe = _PreActivationProbe(layer, name=f"probe_{len(keys)}")
+            probes.append(probe(args[0]))
+            keys.append((key, layer))
+        return layer(*args, **kwargs)
+
+    inputs = keras.tree.map_structure(
+        lambda t: keras.Input(batch_shape=t.shape, dtype=t.dtype), model.input
     )
-    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
-    return layers, keras.Model(inputs, outputs)
+    pre_activations.run_graph(model, inputs, call_function)
+    # Flat: ⟨z²⟩ per layer, each PSP layer's penalty right after its ⟨z²⟩.
+    return keys, keras.Model(inputs, keras.tree.flatten(probes))
 
 
 class PreActivationMonitor(keras.callbacks.Callback):
@@ -93,7 +97,9 @@ class PreActivationMonitor(keras.callbacks.Callback):
 
     It costs one forward pass of `x` per epoch. Put it before `CSVLogger`
     in the callbacks list so that the logger sees these entries. Layers
-    inside nested models are not measured.
+    inside nested models are measured too, as `z2/<nested model>/<layer>`;
+    a layer called twice in the graph (shared) is measured at each call
+    (`z2/<layer>`, `z2/<layer>_call2`, ...).
 
     Args:
         x: the fixed batch of inputs: a NumPy array, a tensor of any
@@ -137,11 +143,11 @@ class PreActivationMonitor(keras.callbacks.Callback):
         values = {}
         means = []
         psp_term = 0.0
-        for layer in self._layers:
+        for key, layer in self._layers:
             mean = float(np.mean(np.asarray(next(outputs), dtype=np.float64)))
             means.append(mean)
             if self.per_layer:
-                values[f"z2/{layer.name}"] = mean
+                values[f"z2/{key}"] = mean
             if isinstance(layer, PSPLayerMixin):
                 psp_term += float(np.asarray(next(outputs))[0])
         values["z2_mean"] = float(np.mean(means))

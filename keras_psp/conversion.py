@@ -1,25 +1,15 @@
 """Whole-model conversion: `apply_psp`."""
 
 import keras
-from keras.src.models.functional import Functional
 
+from keras_psp import keras_internals
+from keras_psp import pre_activations
 from keras_psp.layers.pre_activation_regularizer import PreActivationRegularizer
 from keras_psp.layers.psp_activation import PSPActivation
-from keras_psp.layers.psp_layer import PSPLayerMixin
 from keras_psp.models.psp_model import PSPModel
 from keras_psp.models.psp_model import PSPSequential
 from keras_psp.penalty import validate_reduction
 from keras_psp.penalty import validate_strength
-
-# Layers whose whole job is an activation: their input is the pre-activation.
-ACTIVATION_LAYERS = (
-    keras.layers.Activation,
-    keras.layers.ReLU,
-    keras.layers.LeakyReLU,
-    keras.layers.ELU,
-    keras.layers.PReLU,
-    keras.layers.Softmax,
-)
 
 
 def _check_selector(selector, argument):
@@ -51,82 +41,30 @@ def _matches(layer, selector):
     )
 
 
-def _is_linear(activation):
-    return activation is None or activation is keras.activations.linear
-
-
-def _kind(layer, is_output, regularize_logits):
-    """How to regularize `layer`: "activation", "wrap" or None."""
-    if isinstance(layer, (PSPLayerMixin, keras.layers.InputLayer, keras.Model)):
-        return None
-    if is_output and not regularize_logits:
-        return None
-    if isinstance(layer, ACTIVATION_LAYERS):
-        if isinstance(layer, keras.layers.Activation) and _is_linear(
-            layer.activation
-        ):
-            return None
-        return "activation"
-    if not hasattr(layer, "activation") or hasattr(
-        layer, "recurrent_activation"
-    ):
-        return None
-    if isinstance(layer, keras.layers.RNN):
-        return None
-    # A linear output layer produces the logits: the authors regularize them.
-    if _is_linear(layer.activation) and not is_output:
-        return None
-    return "wrap"
-
-
-def _output_layers(model):
-    return {id(tensor._keras_history[0]) for tensor in model.outputs}
-
-
-def pre_activation_layers(model, regularize_logits=True):
-    """Returns the layers of `model` that have a pre-activation z.
-
-    These are the layers `apply_psp` regularizes (before `include` and
-    `exclude`) and the PSP layers already there, as `(layer, kind)` pairs
-    in graph order; `kind` is `"psp"` for a PSP layer, `"activation"` for an
-    activation layer (z is its input) and `"wrap"` for a layer with its own
-    activation (z is its affine part's output).
-    """
-    outputs = _output_layers(model)
-    found = []
-    for layer in _all_layers(model):
-        if isinstance(layer, PSPLayerMixin):
-            found.append((layer, "psp"))
+def _check_selected(selector, argument, candidates, model):
+    """Raises unless each `include`/`exclude` entry matches a pre-activation
+    (a typo would otherwise silently regularize nothing, or everything)."""
+    every_layer = [layer for layer, _ in pre_activations.graph_layers(model)]
+    for item in selector:
+        if any(_matches(layer, (item,)) for layer in candidates):
             continue
-        kind = _kind(layer, id(layer) in outputs, regularize_logits)
-        if kind == "activation" and _fed_by_linear_psp_layer(layer):
-            continue  # its z, the PSP layer's output, is regularized already
-        if kind is not None:
-            found.append((layer, kind))
-    return found
-
-
-def _fed_by_linear_psp_layer(layer):
-    try:
-        source = layer.input._keras_history[0]
-    except (AttributeError, ValueError):
-        return False
-    activation = getattr(
-        source, "psp_activation", getattr(source, "activation", None)
-    )
-    return isinstance(source, PSPLayerMixin) and _is_linear(activation)
-
-
-def _all_layers(model):
-    """The layers of the model's graph, nested models' included (but not
-    the sublayers inside a layer, e.g. the layer a wrapper wraps)."""
-    layers = []
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            layers.extend(_all_layers(layer))
-        else:
-            layers.append(layer)
-    return layers
+        others = [layer for layer in every_layer if _matches(layer, (item,))]
+        label = item if isinstance(item, str) else item.__name__
+        if others:
+            names = ", ".join(f"'{layer.name}'" for layer in others[:5])
+            raise ValueError(
+                f"Argument `{argument}` has the entry {label!r}, which matches "
+                f"only layers with no pre-activation to regularize ({names})."
+            )
+        hint = ""
+        if isinstance(item, str):
+            close = pre_activations.closest_names(item, every_layer)
+            if close:
+                hint = f" Closest layer names: {close}."
+        raise ValueError(
+            f"Argument `{argument}` has the entry {label!r}, which matches no "
+            f"layer of model '{model.name}'.{hint}"
+        )
 
 
 def apply_psp(
@@ -202,7 +140,7 @@ def apply_psp(
             "Argument `model` must be a `keras.Sequential` or functional "
             f"`keras.Model`. Received: model={model!r}."
         )
-    if not (is_sequential or isinstance(model, Functional)):
+    if not keras_internals.is_graph_model(model):
         raise TypeError(
             "Argument `model` is a subclassed model "
             f"({type(model).__name__}); `apply_psp` needs a Sequential or "
@@ -223,15 +161,24 @@ def apply_psp(
     include = _check_selector(include, "include")
     exclude = _check_selector(exclude, "exclude")
 
+    found, skipped = pre_activations.find_pre_activations(
+        model, regularize_logits
+    )
+    candidates = [
+        entry.layer for entry in found if entry.kind != pre_activations.PSP
+    ]
+    _check_selected(include, "include", candidates, model)
+    _check_selected(exclude, "exclude", candidates, model)
     plan = {}
-    for layer, kind in pre_activation_layers(model, regularize_logits):
-        if kind == "psp":
+    for entry in found:
+        if entry.kind == pre_activations.PSP:
             continue
-        if include and not _matches(layer, include):
+        if include and not _matches(entry.layer, include):
             continue
-        if exclude and _matches(layer, exclude):
+        if exclude and _matches(entry.layer, exclude):
             continue
-        plan[id(layer)] = kind
+        plan[id(entry.layer)] = entry.kind
+    pre_activations.warn_skipped(skipped)
     if divide_by_num_layers and plan:
         strength = strength / len(plan)
 
@@ -241,11 +188,11 @@ def apply_psp(
         copy = layer.__class__.from_config(layer.get_config())
         copies.append((layer, copy))
         kind = plan.get(id(layer))
-        if kind == "wrap":
+        if kind == pre_activations.AFFINE:
             return PreActivationRegularizer(
                 copy, strength=strength, reduction=reduction, name=layer.name
             )
-        if kind == "activation":
+        if kind == pre_activations.ACTIVATION:
             return PSPActivation(
                 copy, strength=strength, reduction=reduction, name=layer.name
             )
@@ -255,10 +202,11 @@ def apply_psp(
         model, clone_function=clone_layer, recursive=True
     )
     for layer, copy in copies:
-        copy.set_weights(layer.get_weights())
+        if isinstance(layer, keras.layers.Layer):  # not a `keras.ops` node
+            copy.set_weights(layer.get_weights())
 
     if is_sequential:
         (spec,) = model.inputs
         inputs = keras.Input(batch_shape=spec.shape, dtype=spec.dtype)
         return PSPSequential([inputs, *clone.layers], name=model.name)
-    return PSPModel(clone.inputs, clone.outputs, name=model.name)
+    return PSPModel(clone.input, clone.output, name=model.name)

@@ -7,13 +7,15 @@ import numpy as np
 from keras import ops
 
 REDUCTIONS = ("sum", "mean")
+FLOAT32_MAX = float(np.finfo("float32").max)
 
 
 def validate_strength(strength, name="strength"):
     """Checks a PSP strength λ and returns it as a Python float.
 
     Args:
-        strength: the value to check: a finite, non-negative real number.
+        strength: the value to check: a non-negative real number, finite
+            in float32 (λ is stored in a float32 variable).
         name: the argument's name, used in the error message.
 
     Returns:
@@ -21,7 +23,7 @@ def validate_strength(strength, name="strength"):
 
     Raises:
         TypeError: if `strength` is not a real number (bools are refused).
-        ValueError: if `strength` is negative, NaN or infinite.
+        ValueError: if `strength` is negative, NaN, or infinite in float32.
     """
     if isinstance(strength, (bool, np.bool_)) or not isinstance(
         strength, numbers.Real
@@ -32,10 +34,12 @@ def validate_strength(strength, name="strength"):
             f"{type(strength).__name__}."
         )
     value = float(strength)
-    if not math.isfinite(value) or value < 0:
+    # λ lives in a float32 variable: 1e300 would become inf there.
+    if not math.isfinite(value) or not 0 <= value <= FLOAT32_MAX:
         raise ValueError(
-            f"Argument `{name}` must be a finite number >= 0 (the PSP "
-            f"strength λ). Received: {name}={strength!r}."
+            f"Argument `{name}` must be a finite number >= 0 that float32 "
+            f"can hold (at most {FLOAT32_MAX:.4g}; the PSP strength λ). "
+            f"Received: {name}={strength!r}."
         )
     return value
 

@@ -1,41 +1,10 @@
 """Generic wrapper adding PSP to any layer that has an `activation`."""
 
 import keras
+from keras import ops
 
+from keras_psp import pre_activations
 from keras_psp.layers.psp_layer import PSPLayerMixin
-
-
-def check_wrappable(layer, argument="layer"):
-    """Raises a clear error unless `layer` can be wrapped for PSP."""
-    if not isinstance(layer, keras.layers.Layer):
-        raise TypeError(
-            f"Argument `{argument}` must be a `keras.layers.Layer` instance. "
-            f"Received: {argument}={layer!r} of type {type(layer).__name__}."
-        )
-    if isinstance(layer, PSPLayerMixin):
-        raise ValueError(
-            f"Argument `{argument}` is already a PSP layer "
-            f"({type(layer).__name__} '{layer.name}'); wrapping it again "
-            "would count its pre-activation twice. Change its `strength` "
-            "variable instead."
-        )
-    if isinstance(layer, keras.layers.RNN) or hasattr(
-        layer, "recurrent_activation"
-    ):
-        raise ValueError(
-            f"Argument `{argument}` is a recurrent layer "
-            f"({type(layer).__name__}); it applies its activation inside the "
-            "recurrence, so it has no single pre-activation to regularize."
-        )
-    if not hasattr(layer, "activation"):
-        raise ValueError(
-            f"Argument `{argument}` must be a layer with an `activation` "
-            f"attribute (Dense, Conv1D/2D/3D, DepthwiseConv2D, "
-            f"SeparableConv2D, Conv2DTranspose, EinsumDense, ...). Received "
-            f"{type(layer).__name__} '{layer.name}', which has none. For an "
-            "activation applied after batch norm or a residual add, use "
-            "`keras_psp.PSPActivation`."
-        )
 
 
 @keras.saving.register_keras_serializable(package="keras_psp")
@@ -47,27 +16,30 @@ class PreActivationRegularizer(PSPLayerMixin, keras.layers.Wrapper):
     with `add_loss` and returns `activation(z)`. The output equals the
     unwrapped layer's output for the same weights: only the loss changes.
 
-    The wrapper takes over the layer's activation: it sets
-    `layer.activation` to linear and applies the original activation
-    itself. Wrap a layer that no other model uses (`keras_psp.apply_psp`
-    clones layers before wrapping them).
+    The wrapped layer is called with its activation swapped for a linear
+    one during the wrapper's call only, so a layer that another model also
+    uses is never changed under that model (the two share its weights).
 
     Args:
-        layer: a `keras.layers.Layer` with an `activation` attribute applied
-            to its output, e.g. `Dense`, `Conv1D`, `Conv2D`, `Conv3D`,
-            `DepthwiseConv2D`, `SeparableConv2D`, `Conv1DTranspose`,
-            `Conv2DTranspose`, `EinsumDense`. It may already be built; its
-            weights are kept.
-        strength: λ, a finite float >= 0. Stored in the non-trainable float32
-            variable `self.strength`, which callbacks may assign during
-            `fit`.
+        layer: a layer whose class is known to apply its `activation` to its
+            affine output: `Dense`, `EinsumDense`, `Conv1D`, `Conv2D`,
+            `Conv3D`, `Conv1DTranspose`, `Conv2DTranspose`,
+            `Conv3DTranspose`, `DepthwiseConv1D`, `DepthwiseConv2D`,
+            `SeparableConv1D`, `SeparableConv2D`, or a class declared with
+            `keras_psp.register_pre_activation_layer`. It may already be
+            built; its weights are kept.
+        strength: λ, a finite float >= 0 (finite in float32). Stored in the
+            non-trainable float32 variable `self.strength`, which callbacks
+            may assign during `fit`.
         reduction: `"sum"` (paper eq. 7: `λ · ½ Σ_units z²` per example,
             averaged over the batch) or `"mean"` (the authors' code:
             `λ · mean(z²)` over batch and units). See
             `keras_psp.psp_penalty`.
         activation: the activation to apply to `z`. Defaults to the wrapped
             layer's own activation.
-        **kwargs: base layer arguments (`name`, `dtype`, ...).
+        **kwargs: base layer arguments (`name`, `dtype`, ...). `dtype`
+            defaults to the wrapped layer's dtype policy; the output is cast
+            to the wrapper's compute dtype.
 
     Example:
 
@@ -85,26 +57,27 @@ class PreActivationRegularizer(PSPLayerMixin, keras.layers.Wrapper):
     def __init__(
         self, layer, strength=1e-3, reduction="sum", activation=None, **kwargs
     ):
-        check_wrappable(layer)
+        pre_activations.check_affine_layer(layer)
+        if kwargs.get("dtype") is None:
+            kwargs["dtype"] = layer.dtype_policy
         super().__init__(layer, **kwargs)
         self._init_psp(strength, reduction)
         if activation is None:
             activation = layer.activation
         self.activation = keras.activations.get(activation)
-        layer.activation = keras.activations.linear
-
-    def build(self, input_shape=None):
-        super().build(input_shape)
-        self.built = True
+        self.supports_masking = layer.supports_masking
 
     def pre_activation(self, inputs):
         """Returns z, the wrapped layer's affine output, for `inputs`."""
-        return self.layer(inputs)
+        return pre_activations.affine_output(self.layer, inputs)
 
     def call(self, inputs, *args, **kwargs):
-        z = self.layer(inputs, *args, **kwargs)
+        z = pre_activations.affine_output(self.layer, inputs, *args, **kwargs)
         self.add_psp_loss(z)
-        return self.activation(z)
+        return ops.cast(self.activation(z), self.compute_dtype)
+
+    def compute_mask(self, inputs, mask=None):
+        return self.layer.compute_mask(inputs, mask)
 
     def compute_output_shape(self, input_shape):
         return self.layer.compute_output_shape(input_shape)

@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_psp import pre_activations
 from keras_psp.layers.psp_layer import PSPLayerMixin
 
 
@@ -32,9 +33,12 @@ class PSPActivation(PSPLayerMixin, keras.layers.Layer):
             `keras.activations` (`"relu"`, `"swish"`, ...) or an activation
             layer instance (`keras.layers.ReLU(max_value=6.0)`,
             `LeakyReLU`, `ELU`, `PReLU`, `Activation`, ...), whose weights
-            (e.g. `PReLU`'s slopes) it keeps.
-        strength: λ, a finite float >= 0, stored in the non-trainable float32
-            variable `self.strength`.
+            (e.g. `PReLU`'s slopes) it keeps. Other layers are refused
+            (declare your own activation layer class with
+            `keras_psp.register_pre_activation_layer(cls,
+            kind="activation")`).
+        strength: λ, a finite float >= 0 (finite in float32), stored in
+            the non-trainable float32 variable `self.strength`.
         reduction: `"sum"` (paper eq. 7) or `"mean"` (the authors' code); see
             `keras_psp.psp_penalty`.
         **kwargs: base layer arguments (`name`, `dtype`, ...).
@@ -55,13 +59,9 @@ class PSPActivation(PSPLayerMixin, keras.layers.Layer):
         self._init_psp(strength, reduction)
         if isinstance(activation, dict):
             activation = keras.layers.deserialize(activation)
-        if isinstance(activation, PSPLayerMixin):
-            raise ValueError(
-                "Argument `activation` is already a PSP layer "
-                f"({type(activation).__name__} '{activation.name}'); "
-                "regularizing it again would count its input twice."
-            )
-        if not isinstance(activation, keras.layers.Layer):
+        if isinstance(activation, keras.layers.Layer):
+            pre_activations.check_activation_layer(activation)
+        else:
             activation = _get_activation(activation)
         self.activation = activation
         self.supports_masking = True

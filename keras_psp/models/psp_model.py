@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from keras_psp import keras_internals
 from keras_psp.layers.psp_layer import PSPLayerMixin
 
 
@@ -10,28 +11,14 @@ def psp_layers(model):
     """Returns the PSP layers of `model`, nested models included."""
     return [
         layer
-        for layer in model._flatten_layers(include_self=False, recursive=True)
+        for layer in keras_internals.sublayers(model)
         if isinstance(layer, PSPLayerMixin)
     ]
 
 
 def psp_losses(model):
-    """Returns the PSP penalties added during `model`'s last forward pass.
-
-    On JAX, the trainer hands the forward pass's losses to `compute_loss`
-    through `model._losses_override` and each layer remembers the ids of the
-    ones it added (`_loss_ids`); on TensorFlow and PyTorch each layer keeps
-    its own (`_get_own_losses`). This is Keras' own loss bookkeeping, read
-    here so that the PSP term can be reported apart from the total.
-    """
-    layers = psp_layers(model)
-    override = getattr(model, "_losses_override", None)
-    if override:
-        ids = set()
-        for layer in layers:
-            ids.update(getattr(layer, "_loss_ids", ()))
-        return [loss for loss in override if id(loss) in ids]
-    return [loss for layer in layers for loss in layer._get_own_losses()]
+    """Returns the PSP penalties added during `model`'s last forward pass."""
+    return keras_internals.own_losses(model, psp_layers(model))
 
 
 class PSPLossMixin:

@@ -69,7 +69,7 @@ def test_forward_equals_unwrapped_layer(case):
     wrapper = PreActivationRegularizer(layer, strength=0.1)
     np.testing.assert_allclose(to_numpy(wrapper(x)), expected, atol=1e-6)
     # The penalty is that of the affine part's output, z.
-    z = to_numpy(wrapper.layer(x))
+    z = to_numpy(wrapper.pre_activation(x))
     assert len(wrapper.losses) == 1
     np.testing.assert_allclose(
         to_numpy(wrapper.losses[0]), numpy_sum(z, 0.1), rtol=1e-5
@@ -96,7 +96,7 @@ def test_mean_reduction():
         L.Conv2D(3, 3, activation="relu"), strength=0.2, reduction="mean"
     )
     wrapper(x)
-    z = to_numpy(wrapper.layer(x))
+    z = to_numpy(wrapper.pre_activation(x))
     np.testing.assert_allclose(
         to_numpy(wrapper.losses[0]), numpy_mean(z, 0.2), rtol=1e-5
     )
@@ -193,15 +193,30 @@ def test_strength_is_a_float32_non_trainable_variable():
     assert not any(v is wrapper.strength for v in wrapper.trainable_weights)
 
 
-def test_takes_over_activation_of_built_layer_and_keeps_weights():
+def test_wraps_built_layer_keeping_weights_and_activation():
     layer = L.Dense(3, activation="relu")
     x = np.random.randn(4, 2).astype("float32")
     expected = to_numpy(layer(x))
     kernel = to_numpy(layer.kernel)
     wrapper = PreActivationRegularizer(layer)
-    assert layer.activation is keras.activations.linear
     np.testing.assert_array_equal(to_numpy(wrapper.layer.kernel), kernel)
     np.testing.assert_allclose(to_numpy(wrapper(x)), expected, atol=1e-6)
+    # The wrapped layer itself is not changed, before or after a call.
+    assert layer.activation is keras.activations.relu
+
+
+def test_layer_used_by_another_model_keeps_its_output_there():
+    inputs = keras.Input((2,))
+    layer = L.Dense(3, activation="relu")
+    other = keras.Model(inputs, layer(inputs))
+    x = np.random.randn(4, 2).astype("float32")
+    expected = other.predict(x, verbose=0)
+    assert (expected == 0).any()  # the ReLU clips something
+    wrapper = PreActivationRegularizer(layer, strength=0.5)
+    outer = keras.Input((2,))
+    wrapped = keras.Model(outer, wrapper(outer))
+    np.testing.assert_allclose(wrapped.predict(x, verbose=0), expected)
+    np.testing.assert_array_equal(other.predict(x, verbose=0), expected)
 
 
 def test_config_round_trip():
@@ -273,3 +288,45 @@ def test_wrapping_a_psp_layer_again(psp_layer):
 def test_non_layer_argument(bad):
     with pytest.raises(TypeError, match="`layer`.*keras.layers.Layer"):
         PreActivationRegularizer(bad)
+
+
+def test_strength_must_be_finite_in_float32():
+    with pytest.raises(ValueError, match="`strength`.*float32"):
+        PreActivationRegularizer(L.Dense(2, activation="relu"), strength=1e300)
+
+
+class _DenseThenScale(L.Dense):
+    """Has a `Dense`'s activation but multiplies after it: not `affine`."""
+
+    def call(self, inputs):
+        return 2.0 * super().call(inputs)
+
+
+def test_unregistered_class_with_activation_refused():
+    with pytest.raises(ValueError, match="not known to apply `activation`"):
+        PreActivationRegularizer(_DenseThenScale(2, activation="relu"))
+
+
+def test_activation_layer_refused_with_pointer_to_psp_activation():
+    with pytest.raises(ValueError, match="PSPActivation"):
+        PreActivationRegularizer(L.ReLU())
+
+
+def test_masking_follows_the_wrapped_layer():
+    wrapper = PreActivationRegularizer(L.Dense(3, activation="relu"))
+    assert wrapper.supports_masking
+    inputs = keras.Input((4, 2))
+    masked = L.Masking()(inputs)
+    outputs = wrapper(masked)
+    assert outputs._keras_mask is not None
+
+
+def test_dtype_follows_the_wrapped_layer_or_the_argument():
+    layer = L.Dense(3, activation="relu", dtype="float16")
+    assert PreActivationRegularizer(layer).compute_dtype == "float16"
+    wrapper = PreActivationRegularizer(
+        L.Dense(3, activation="relu"), dtype="mixed_float16"
+    )
+    y = wrapper(np.ones((2, 4), "float32"))
+    assert keras.backend.standardize_dtype(y.dtype) == "float16"
+    assert keras.backend.standardize_dtype(wrapper.losses[0].dtype) == "float32"

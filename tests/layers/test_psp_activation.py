@@ -2,6 +2,7 @@ import keras
 import numpy as np
 import pytest
 
+import keras_psp
 from keras_psp import PSPActivation
 from tests.helpers import to_numpy
 from tests.test_penalty import numpy_sum
@@ -107,3 +108,23 @@ def test_bad_activation(bad):
 def test_psp_layer_as_activation_refused():
     with pytest.raises(ValueError, match="already a PSP layer"):
         PSPActivation(PSPActivation("relu"))
+
+
+@pytest.mark.parametrize(
+    "layer", [lambda: L.Dense(3), lambda: L.BatchNormalization()]
+)
+def test_non_activation_layer_refused(layer):
+    with pytest.raises(TypeError, match="`activation` must be an activation"):
+        PSPActivation(layer())
+
+
+def test_registered_activation_layer_accepted():
+    @keras_psp.register_pre_activation_layer(kind="activation")
+    class Square(L.Layer):
+        def call(self, inputs):
+            return inputs * inputs
+
+    layer = PSPActivation(Square(), strength=1.0)
+    y = to_numpy(layer(np.array([[2.0, -3.0]], "float32")))
+    np.testing.assert_allclose(y, [[4.0, 9.0]])
+    np.testing.assert_allclose(to_numpy(layer.losses[0]), 0.5 * 13.0)
