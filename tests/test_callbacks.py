@@ -186,3 +186,43 @@ def test_scheduler_bad_input():
             verbose=0,
             callbacks=[StrengthScheduler(lambda epoch: 1.0)],
         )
+
+
+def test_monitor_measures_layers_inside_nested_models_and_shared_layers():
+    inner = keras.Sequential(
+        [
+            keras.Input((4,)),
+            keras.layers.Dense(5, activation="relu", name="fc"),
+        ],
+        name="inner",
+    )
+    a, b = keras.Input((4,)), keras.Input((4,))
+    shared = keras.layers.Dense(4, activation="tanh", name="shared")
+    merged = keras.layers.Concatenate()([inner(shared(a)), shared(b)])
+    model = keras.Model([a, b], keras.layers.Dense(2, name="logits")(merged))
+    x = [np.random.randn(8, 4).astype("float32") for _ in range(2)]
+    before = model.predict(x, verbose=0)
+    monitor = PreActivationMonitor(x)
+    monitor.set_model(model)
+    values = monitor.measure()
+    assert set(values) == {
+        "z2/shared",
+        "z2/shared_call2",
+        "z2/inner/fc",
+        "z2/logits",
+        "z2_mean",
+    }
+    # Each value is ⟨z²⟩ of that call's pre-activation, computed by hand.
+    kernel, bias = (to_numpy(w) for w in shared.weights)
+    z_a, z_b = x[0] @ kernel + bias, x[1] @ kernel + bias
+    np.testing.assert_allclose(values["z2/shared"], np.mean(z_a**2), rtol=1e-5)
+    np.testing.assert_allclose(
+        values["z2/shared_call2"], np.mean(z_b**2), rtol=1e-5
+    )
+    fc_kernel, fc_bias = (to_numpy(w) for w in inner.get_layer("fc").weights)
+    z_fc = np.tanh(z_a) @ fc_kernel + fc_bias
+    np.testing.assert_allclose(
+        values["z2/inner/fc"], np.mean(z_fc**2), rtol=1e-5
+    )
+    # The model's own graph is unchanged: it still predicts as before.
+    np.testing.assert_array_equal(model.predict(x, verbose=0), before)

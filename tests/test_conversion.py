@@ -2,6 +2,7 @@ import keras
 import numpy as np
 import pytest
 
+import keras_psp
 from keras_psp import PreActivationRegularizer
 from keras_psp import PSPActivation
 from keras_psp import PSPDense
@@ -232,3 +233,75 @@ def test_converting_a_converted_model_changes_nothing():
     assert len(psp_layers(again)) == len(psp_layers(model)) == 6
     for layer in psp_layers(again):
         assert float(to_numpy(layer.strength)) == pytest.approx(1e-3)
+
+
+def test_include_typo_raises_naming_the_closest_layers():
+    model = _small_functional()
+    with pytest.raises(ValueError, match=r"'leakk'.*matches no layer.*leaky"):
+        apply_psp(model, include="leakk")
+    with pytest.raises(ValueError, match=r"`exclude`.*'conv3'.*conv1"):
+        apply_psp(model, exclude=["conv2", "conv3"])
+    with pytest.raises(ValueError, match=r"`include`.*Conv3D.*matches no"):
+        apply_psp(model, include=L.Conv3D)
+
+
+def test_include_of_a_layer_without_pre_activation_raises():
+    model = _small_functional()
+    with pytest.raises(ValueError, match=r"'bn1'.*no pre-activation.*'bn1'"):
+        apply_psp(model, include=["conv2", "bn1"])
+
+
+def test_skipped_layers_are_reported():
+    inputs = keras.Input((5, 3))
+    x = L.LSTM(4, return_sequences=True, name="lstm")(inputs)
+    x = L.GRU(4, name="gru")(x)
+    model = keras.Model(inputs, L.Dense(2, activation="softmax")(x))
+    with pytest.warns(UserWarning, match=r"(?s)2 layer.*lstm.*recurrent.*gru"):
+        converted = apply_psp(model)
+    assert len(psp_layers(converted)) == 1
+
+
+def test_layer_of_unknown_class_with_activation_is_not_wrapped_whole():
+    class Block(L.Layer):
+        """A composite layer keeping its inner Dense's activation."""
+
+        def __init__(self, activation="relu", **kwargs):
+            super().__init__(**kwargs)
+            self.activation = keras.activations.get(activation)
+            self.inner = L.Dense(4, activation=self.activation)
+            self.out = L.Dense(4)
+
+        def call(self, x):
+            return self.out(self.inner(x)) + x
+
+        def get_config(self):
+            config = super().get_config()
+            config["activation"] = keras.activations.serialize(self.activation)
+            return config
+
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, L.Dense(2)(Block(name="block")(inputs)))
+    x = np.random.randn(3, 4).astype("float32")
+    with pytest.warns(UserWarning, match=r"(?s)block \(Block\).*not known"):
+        converted = apply_psp(model)
+    assert type(converted.get_layer("block")) is Block
+    np.testing.assert_allclose(
+        converted.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6
+    )
+
+
+def test_registered_class_is_wrapped():
+    @keras_psp.register_pre_activation_layer
+    class MyDense(L.Dense):
+        pass
+
+    inputs = keras.Input((4,))
+    hidden = MyDense(3, activation="relu", name="mine")(inputs)
+    model = keras.Model(inputs, L.Dense(2)(hidden))
+    converted = apply_psp(model, 1e-3)
+    assert isinstance(converted.get_layer("mine"), PreActivationRegularizer)
+
+
+def test_strength_must_fit_float32():
+    with pytest.raises(ValueError, match="`strength`.*float32"):
+        apply_psp(_small_functional(), strength=1e300)

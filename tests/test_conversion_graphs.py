@@ -1,0 +1,179 @@
+"""`apply_psp` and `strip_psp` on the graph shapes of models users bring:
+`keras.ops` nodes, nested models (also as the output), shared layers,
+several inputs and outputs with structure."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+import keras_psp
+from keras_psp.models.psp_model import psp_losses
+from tests.helpers import to_numpy
+
+L = keras.layers
+
+
+def ops_nodes():
+    """Arithmetic on tensors and `keras.ops` calls between layers."""
+    inputs = keras.Input((4,))
+    h = L.Dense(8, activation="relu", name="fc1")(inputs)
+    h = ops.concatenate([h * 2.0, ops.tanh(h) - 1.0], axis=-1)
+    h = L.Dense(6, activation="elu", name="fc2")(h + 1.0)
+    outputs = L.Dense(3, name="logits")(ops.mean(ops.stack([h, h]), axis=0))
+    # fc1, fc2, and the linear logits (the output).
+    return keras.Model(inputs, outputs), (4,), 3
+
+
+def nested_inside():
+    inner = keras.Sequential(
+        [keras.Input((4,)), L.Dense(5, activation="relu", name="inner_fc")],
+        name="inner_seq",
+    )
+    block_in = keras.Input((5,))
+    block = keras.Model(
+        block_in, L.ReLU(name="block_relu")(block_in + 0.5), name="block"
+    )
+    inputs = keras.Input((4,))
+    outputs = L.Dense(2, name="head")(block(inner(inputs)))
+    return keras.Model(inputs, outputs), (4,), 3
+
+
+def nested_as_output():
+    """The logits are made inside a nested model."""
+    head = keras.Sequential(
+        [keras.Input((6,)), L.Dense(3, name="nested_logits")], name="head"
+    )
+    inputs = keras.Input((4,))
+    hidden = L.Dense(6, activation="tanh", name="fc")(inputs)
+    return keras.Model(inputs, head(hidden)), (4,), 2
+
+
+def shared_layer():
+    """One Dense called on two inputs: two pre-activations."""
+    a, b = keras.Input((4,), name="a"), keras.Input((4,), name="b")
+    shared = L.Dense(5, activation="relu", name="shared")
+    merged = L.Concatenate()([shared(a), shared(b)])
+    return keras.Model([a, b], L.Dense(2, name="out")(merged)), [(4,), (4,)], 3
+
+
+def dict_inputs_and_outputs():
+    """Dict input and nested output structure, in a non-sorted order."""
+    image = keras.Input((6, 6, 1), name="image")
+    meta = keras.Input((3,), name="meta")
+    x = L.Conv2D(2, 3, activation="relu", name="conv")(image)
+    x = L.GlobalAveragePooling2D()(x)
+    x = L.Concatenate()(
+        [x, L.Dense(2, activation="swish", name="meta_fc")(meta)]
+    )
+    outputs = {
+        "zeta": L.Dense(2, activation="softmax", name="zeta_head")(x),
+        "alpha": [L.Dense(1, name="alpha_head")(x), x],
+    }
+    model = keras.Model({"meta": meta, "image": image}, outputs)
+    # conv, meta_fc, both heads (the softmax one and the linear logits).
+    return model, {"meta": (3,), "image": (6, 6, 1)}, 4
+
+
+GRAPHS = {
+    "ops_nodes": ops_nodes,
+    "nested_inside": nested_inside,
+    "nested_as_output": nested_as_output,
+    "shared_layer": shared_layer,
+    "dict_inputs_and_outputs": dict_inputs_and_outputs,
+}
+
+
+def _data(shapes, n=4):
+    if isinstance(shapes, tuple):
+        return np.random.randn(n, *shapes).astype("float32")
+    return keras.tree.map_shape_structure(
+        lambda shape: np.random.randn(n, *shape).astype("float32"), shapes
+    )
+
+
+def _assert_same(actual, expected, atol=1e-5):
+    keras.tree.assert_same_structure(actual, expected)
+    flat = zip(
+        keras.tree.flatten(actual), keras.tree.flatten(expected), strict=True
+    )
+    for a, e in flat:
+        np.testing.assert_allclose(to_numpy(a), to_numpy(e), atol=atol)
+
+
+@pytest.mark.parametrize("graph", sorted(GRAPHS))
+def test_converts_with_equal_predictions_and_one_term_per_pre_activation(
+    graph, tmp_path
+):
+    model, shapes, terms = GRAPHS[graph]()
+    x = _data(shapes)
+    expected = model(x)
+    converted = keras_psp.apply_psp(model, 1e-2)
+    outputs = converted(x)
+    _assert_same(outputs, expected)
+    assert len(psp_losses(converted)) == terms
+    # The structure of inputs and outputs is kept: dict keys, nesting.
+    keras.tree.assert_same_structure(converted.output, model.output)
+    keras.tree.assert_same_structure(converted.input, model.input)
+
+    path = os.path.join(tmp_path, "converted.keras")
+    converted.save(path)
+    loaded = keras.saving.load_model(path)
+    _assert_same(loaded(x), expected)
+
+    converted.compile("sgd", "mse")
+    y = keras.tree.map_structure(np.zeros_like, to_numpy_tree(expected))
+    logs = converted.train_on_batch(x, y, return_dict=True)
+    assert np.isfinite(logs["loss"]) and logs["psp_loss"] > 0
+
+
+def to_numpy_tree(structure):
+    return keras.tree.map_structure(to_numpy, structure)
+
+
+@pytest.mark.parametrize("graph", sorted(GRAPHS))
+def test_strip_psp_gives_back_the_plain_model(graph):
+    model, shapes, _ = GRAPHS[graph]()
+    x = _data(shapes)
+    expected = model(x)
+    converted = keras_psp.apply_psp(model, 1e-2)
+    stripped = keras_psp.strip_psp(converted)
+    _assert_same(stripped(x), expected)
+    assert not keras_psp.models.psp_model.psp_layers(stripped)
+    assert type(stripped) is type(model)
+    assert _layer_names(stripped) == _layer_names(model)
+
+
+def _layer_names(model):
+    return [
+        layer.name
+        for layer in model.layers
+        if not isinstance(layer, L.InputLayer)
+    ]
+
+
+def test_original_model_is_unchanged():
+    model, shapes, _ = shared_layer()
+    x = _data(shapes)
+    expected = to_numpy(model(x))
+    converted = keras_psp.apply_psp(model, 1.0)
+    for variable in converted.trainable_variables:
+        variable.assign(variable + 1.0)
+    np.testing.assert_array_equal(to_numpy(model(x)), expected)
+    assert model.get_layer("shared").activation is keras.activations.relu
+
+
+def test_regularize_logits_reaches_into_a_nested_output_model():
+    model, shapes, _ = nested_as_output()
+    converted = keras_psp.apply_psp(model, 1e-2)
+    names = {
+        layer.name for layer in keras_psp.models.psp_model.psp_layers(converted)
+    }
+    assert names == {"fc", "nested_logits"}
+    without = keras_psp.apply_psp(model, 1e-2, regularize_logits=False)
+    names = {
+        layer.name for layer in keras_psp.models.psp_model.psp_layers(without)
+    }
+    assert names == {"fc"}
