@@ -1,6 +1,7 @@
 """Standalone PSP layer regularizing the input of an activation."""
 
 import keras
+from keras import ops
 
 from keras_psp import pre_activations
 from keras_psp.layers.psp_layer import PSPLayerMixin
@@ -41,7 +42,9 @@ class PSPActivation(PSPLayerMixin, keras.layers.Layer):
             the non-trainable float32 variable `self.strength`.
         reduction: `"sum"` (paper eq. 7) or `"mean"` (the authors' code); see
             `keras_psp.psp_penalty`.
-        **kwargs: base layer arguments (`name`, `dtype`, ...).
+        **kwargs: base layer arguments (`name`, `dtype`, ...). The output
+            is cast to this layer's compute dtype, whatever the dtype policy
+            of an activation layer given as `activation`.
 
     Example:
 
@@ -78,7 +81,9 @@ class PSPActivation(PSPLayerMixin, keras.layers.Layer):
 
     def call(self, inputs):
         self.add_psp_loss(inputs)
-        return self.activation(inputs)
+        # An activation layer of another dtype policy (e.g. a float32
+        # `PReLU` in a mixed precision model) must not change the output's.
+        return ops.cast(self.activation(inputs), self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
         return input_shape
