@@ -24,6 +24,7 @@ from keras_psp.models import PSPSequential
 from keras_psp.penalty import psp_penalty
 from keras_psp.pre_activations import find_pre_activations
 from keras_psp.pre_activations import register_pre_activation_layer
+from keras_psp.regularizers import PSPRegularizer
 from keras_psp.stripping import strip_psp
 
 __version__ = "0.1.0"
@@ -33,6 +34,7 @@ __all__ = [
     "PSPConv2D",
     "PSPDense",
     "PSPModel",
+    "PSPRegularizer",
     "PSPSequential",
     "PreActivationRegularizer",
     "apply_psp",
