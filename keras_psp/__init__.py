@@ -5,16 +5,14 @@ potential", ICANN 2019. PSP adds `λ · ½ Σ z²` to the training loss, where `
 is every neuron's pre-activation.
 """
 
-from keras_psp.backend_check import check_backend_installed
-
-check_backend_installed()
-
-
+# First: without a backend, fails in one line naming the extra to install.
+from keras_psp import backend_check  # noqa: F401
 from keras_psp import callbacks
 from keras_psp import datasets
 from keras_psp import models
 from keras_psp import training
 from keras_psp.conversion import apply_psp
+from keras_psp.layers import InnerPreActivationRegularizer
 from keras_psp.layers import PreActivationRegularizer
 from keras_psp.layers import PSPActivation
 from keras_psp.layers import PSPConv2D
@@ -30,6 +28,7 @@ from keras_psp.stripping import strip_psp
 __version__ = "0.1.0"
 
 __all__ = [
+    "InnerPreActivationRegularizer",
     "PSPActivation",
     "PSPConv2D",
     "PSPDense",

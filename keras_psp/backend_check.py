@@ -46,3 +46,6 @@ def check_backend_installed():
             f"`pip install keras-psp[{extra}]` (choices: {choices}) and set "
             "KERAS_BACKEND to it."
         ) from None
+
+
+check_backend_installed()

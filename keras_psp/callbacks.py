@@ -7,6 +7,9 @@ import numpy as np
 from keras import ops
 
 from keras_psp import pre_activations
+from keras_psp.layers.inner_pre_activation_regularizer import (
+    InnerPreActivationRegularizer,
+)
 from keras_psp.layers.psp_layer import PSPLayerMixin
 from keras_psp.models.psp_model import psp_layers
 from keras_psp.penalty import psp_penalty
@@ -27,23 +30,36 @@ class _PreActivationProbe(keras.layers.Layer):
         # A plain attribute holder, so the target is not tracked twice.
         self._target = [target]
 
-    def _pre_activation(self, inputs):
+    def _pre_activations(self, *args, **kwargs):
+        """The list of z's of one call of the target (a composite layer
+        has several)."""
         (target,) = self._target
         kind = pre_activations.layer_kind(target)
         if kind == pre_activations.PSP:
-            return target.pre_activation(inputs)
+            z = target.pre_activation(*args, **kwargs)
+            return z if isinstance(z, list) else [z]
         if kind == pre_activations.AFFINE:
-            return pre_activations.affine_output(target, inputs)
-        return inputs  # an activation layer: z is its input
+            return [pre_activations.affine_output(target, *args, **kwargs)]
+        if kind == pre_activations.ACTIVATION:
+            return [args[0]]  # z is its input
+        wrapper = InnerPreActivationRegularizer(target)  # shares its weights
+        return wrapper.pre_activation(*args, **kwargs)
 
-    def call(self, inputs):
+    def call(self, *args, **kwargs):
         (target,) = self._target
-        z = ops.cast(self._pre_activation(inputs), "float32")
-        unit_axes = tuple(range(1, len(z.shape)))
-        z2 = ops.mean(ops.square(z), axis=unit_axes) if unit_axes else z * z
+        per_example, penalty = [], 0.0
+        for z in self._pre_activations(*args, **kwargs):
+            z = ops.cast(z, "float32")
+            unit_axes = tuple(range(1, len(z.shape)))
+            per_example.append(
+                ops.mean(ops.square(z), axis=unit_axes) if unit_axes else z * z
+            )
+            if isinstance(target, PSPLayerMixin):
+                penalty += psp_penalty(z, target.strength, target.reduction)
+        # ⟨z²⟩ over a composite layer's inner pre-activations: their mean.
+        z2 = ops.mean(ops.stack(per_example), axis=0)
         if not isinstance(target, PSPLayerMixin):
             return z2
-        penalty = psp_penalty(z, target.strength, target.reduction)
         return z2, ops.zeros_like(z2) + penalty
 
 
@@ -67,7 +83,7 @@ def _probe_model(model, regularize_logits):
             if calls[key] > 1:
                 key = f"{key}_call{calls[key]}"
             probe = _PreActivationProbe(layer, name=f"probe_{len(keys)}")
-            probes.append(probe(args[0]))
+            probes.append(probe(*args, **kwargs))
             keys.append((key, layer))
         return layer(*args, **kwargs)
 

@@ -4,6 +4,9 @@ import keras
 
 from keras_psp import keras_internals
 from keras_psp import pre_activations
+from keras_psp.layers.inner_pre_activation_regularizer import (
+    InnerPreActivationRegularizer,
+)
 from keras_psp.layers.pre_activation_regularizer import PreActivationRegularizer
 from keras_psp.layers.psp_activation import PSPActivation
 from keras_psp.models.psp_model import PSPModel
@@ -81,24 +84,38 @@ def apply_psp(
 
     The model is cloned layer by layer (the original is left unchanged) and
     its weights are copied, so the converted model's predictions equal the
-    original's. In the copy:
+    original's. `keras_psp.find_pre_activations` says where z is; in the
+    copy:
 
-    - every layer with a non-linear `activation` (Dense, Conv*, EinsumDense,
-      ...) is wrapped in `PreActivationRegularizer`, which regularizes the
-      output of its affine part;
+    - every layer of a class known to apply its `activation` to its affine
+      output (Dense, Conv*, EinsumDense, ..., and classes declared with
+      `keras_psp.register_pre_activation_layer`) whose activation is not
+      linear is wrapped in `PreActivationRegularizer`, which regularizes
+      that output;
     - every activation layer (`Activation`, `ReLU` including ReLU6 via
       `max_value`, `LeakyReLU`, `ELU`, `PReLU`, `Softmax`) becomes a
       `PSPActivation`, which regularizes its input (after batch norm and
       residual adds, as in `keras.applications` models);
+    - a layer of another class that holds such layers (a transformer block,
+      e.g. keras_hub's `TransformerEncoder`, whose `activation` is that of
+      its inner feed-forward layer) is never wrapped whole: it is wrapped in
+      `InnerPreActivationRegularizer`, which regularizes the pre-activations
+      inside it and leaves its output as it is;
     - the output layer's logits are regularized too (`regularize_logits=True`,
       the default, as in the authors' code, which collects z at the last
       layer: the logits are a neuron's potential like any other, and
       penalizing them keeps the softmax from saturating). A linear output
-      layer is then wrapped as well.
+      layer is then wrapped as well, also inside a nested output model.
 
-    Layers that are already PSP layers are kept as they are. Nested
-    Sequential and functional models are converted recursively. Subclassed
-    models cannot be converted: their forward pass is code, not a graph.
+    Layers that are already PSP layers are kept as they are. `keras.ops`
+    calls between layers, shared layers, nested Sequential and functional
+    models, and several inputs and outputs (lists, dicts, nesting) are kept.
+    Layers that look as if they had a pre-activation but cannot be
+    regularized (recurrent layers, `TimeDistributed`, unknown layers with an
+    `activation` and no regularizable inner layer) are left as they are and
+    reported in one `UserWarning`. Subclassed models cannot be converted:
+    their forward pass is code, not a graph. `keras_psp.strip_psp` is the
+    inverse.
 
     Args:
         model: a built `keras.Sequential` or functional `keras.Model`
@@ -116,6 +133,13 @@ def apply_psp(
         include: a layer name, a layer class, or a list of them: if given,
             only the matching layers are regularized.
         exclude: same form: matching layers are not regularized.
+
+    Raises:
+        TypeError: for a model that is not a Sequential or functional model,
+            or a malformed `include`/`exclude`.
+        ValueError: for a bad `strength` or `reduction`, an unbuilt model,
+            or an `include`/`exclude` entry that matches no layer with a
+            pre-activation (the message names the closest layer names).
 
     Returns:
         A `keras_psp.PSPModel` (for a functional model) or
@@ -194,6 +218,10 @@ def apply_psp(
             )
         if kind == pre_activations.ACTIVATION:
             return PSPActivation(
+                copy, strength=strength, reduction=reduction, name=layer.name
+            )
+        if kind == pre_activations.COMPOSITE:
+            return InnerPreActivationRegularizer(
                 copy, strength=strength, reduction=reduction, name=layer.name
             )
         return copy

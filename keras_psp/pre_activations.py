@@ -15,6 +15,11 @@ z in one of two ways:
   one: its output is not `activation(z)`.
 - `"activation"`: the whole job of its class is an activation (`ReLU`,
   `Activation`, ...): z is its input.
+
+A layer of any other class that holds layers of an `"affine"` class with
+a non-linear activation (a transformer block's feed-forward `Dense`) is
+`"composite"`: its inner pre-activations
+are regularized where they are, and its output is left as it is.
 """
 
 import collections
@@ -29,6 +34,7 @@ from keras_psp.layers.psp_layer import PSPLayerMixin
 AFFINE = "affine"
 ACTIVATION = "activation"
 PSP = "psp"
+COMPOSITE = "composite"
 KINDS = (AFFINE, ACTIVATION)
 
 AFFINE_LAYERS = (
@@ -135,17 +141,52 @@ def layer_kind(layer):
     return _registry.get(type(layer))
 
 
+def inner_pre_activation_layers(layer):
+    """The layers inside a built composite `layer` whose pre-activation
+    PSP can regularize: those of an `"affine"` class with a non-linear
+    activation (e.g. a transformer block's feed-forward `Dense`)."""
+    if _contains_recurrence(layer) or _maps_inner_layer(layer):
+        return []  # a loss added inside a loop or a map would leak out
+    return [
+        sublayer
+        for sublayer in keras_internals.sublayers(layer)
+        if layer_kind(sublayer) == AFFINE and not is_linear(sublayer.activation)
+    ]
+
+
+def _is_recurrent(layer):
+    return isinstance(layer, keras.layers.RNN) or hasattr(
+        layer, "recurrent_activation"
+    )
+
+
+def _contains_recurrence(layer):
+    """Whether `layer` is recurrent or holds a recurrent layer (e.g. a
+    `Bidirectional`)."""
+    return _is_recurrent(layer) or any(
+        _is_recurrent(sublayer) for sublayer in keras_internals.sublayers(layer)
+    )
+
+
+def _maps_inner_layer(layer):
+    """Whether `layer` calls its inner layer inside a vectorized map."""
+    return isinstance(layer, keras.layers.TimeDistributed)
+
+
 def skip_reason(layer):
     """Why a layer that looks as if it had a pre-activation has none we can
     regularize, or None when it does not look so (or is supported)."""
     if layer_kind(layer) is not None:
         return None
-    if isinstance(layer, keras.layers.RNN) or hasattr(
-        layer, "recurrent_activation"
-    ):
+    if _contains_recurrence(layer):
         return (
             "recurrent layer: it applies its activation inside the "
             "recurrence, so it has no single pre-activation"
+        )
+    if _maps_inner_layer(layer):
+        return (
+            "it calls its inner layer inside a vectorized map, out of reach "
+            "of `add_loss`"
         )
     activation = getattr(layer, "activation", None)
     if callable(activation) and not is_linear(activation):
@@ -238,7 +279,10 @@ PreActivation.__doc__ = """A layer of a model that has a pre-activation.
 Attributes:
     layer: the layer.
     kind: `"affine"` (z is its affine output), `"activation"` (z is its
-        input) or `"psp"` (a PSP layer: z is regularized already).
+        input), `"composite"` (a layer of another class holding layers
+        with a pre-activation, e.g. a transformer block: the z's are those
+        of the layers inside) or `"psp"` (a PSP layer: z is regularized
+        already).
     path: the names of the nested models that hold it, outermost first
         (empty for a layer of the model itself).
 """
@@ -348,6 +392,9 @@ def find_pre_activations(model, regularize_logits=True):
         if kind == PSP:
             found.append(PreActivation(layer, kind, path))
         elif kind is None:
+            if inner_pre_activation_layers(layer):
+                found.append(PreActivation(layer, COMPOSITE, path))
+                continue
             reason = skip_reason(layer)
             if reason is not None:
                 skipped.append(SkippedLayer(layer, reason, path))

@@ -3,6 +3,9 @@
 import keras
 
 from keras_psp import keras_internals
+from keras_psp.layers.inner_pre_activation_regularizer import (
+    InnerPreActivationRegularizer,
+)
 from keras_psp.layers.pre_activation_regularizer import PreActivationRegularizer
 from keras_psp.layers.psp_activation import PSPActivation
 from keras_psp.layers.psp_layer import PSPAffineMixin
@@ -17,6 +20,11 @@ def _plain_copy(layer):
         config = inner.get_config()
         config["name"] = layer.name
         config["activation"] = keras.activations.serialize(layer.activation)
+        return inner.__class__.from_config(config), inner
+    if isinstance(layer, InnerPreActivationRegularizer):
+        inner = layer.layer
+        config = inner.get_config()
+        config["name"] = layer.name
         return inner.__class__.from_config(config), inner
     if isinstance(layer, PSPAffineMixin):
         config = layer.get_config()

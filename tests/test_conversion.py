@@ -261,30 +261,48 @@ def test_skipped_layers_are_reported():
     assert len(psp_layers(converted)) == 1
 
 
+class _Block(L.Layer):
+    """A composite layer keeping its inner Dense's activation."""
+
+    def __init__(self, activation="relu", **kwargs):
+        super().__init__(**kwargs)
+        self.activation = keras.activations.get(activation)
+        self.inner = L.Dense(4, activation=self.activation)
+        self.out = L.Dense(4)
+
+    def call(self, x):
+        return self.out(self.inner(x)) + x
+
+    def get_config(self):
+        config = super().get_config()
+        config["activation"] = keras.activations.serialize(self.activation)
+        return config
+
+
+class _Gate(L.Layer):
+    """Has an `activation` but no affine part: z cannot be found."""
+
+    def __init__(self, activation="sigmoid", **kwargs):
+        super().__init__(**kwargs)
+        self.activation = keras.activations.get(activation)
+
+    def call(self, x):
+        return x * self.activation(x)
+
+
 def test_layer_of_unknown_class_with_activation_is_not_wrapped_whole():
-    class Block(L.Layer):
-        """A composite layer keeping its inner Dense's activation."""
-
-        def __init__(self, activation="relu", **kwargs):
-            super().__init__(**kwargs)
-            self.activation = keras.activations.get(activation)
-            self.inner = L.Dense(4, activation=self.activation)
-            self.out = L.Dense(4)
-
-        def call(self, x):
-            return self.out(self.inner(x)) + x
-
-        def get_config(self):
-            config = super().get_config()
-            config["activation"] = keras.activations.serialize(self.activation)
-            return config
-
     inputs = keras.Input((4,))
-    model = keras.Model(inputs, L.Dense(2)(Block(name="block")(inputs)))
+    x = _Block(name="block")(inputs)
+    x = _Gate(name="gate")(x)
+    model = keras.Model(inputs, L.Dense(2)(x))
     x = np.random.randn(3, 4).astype("float32")
-    with pytest.warns(UserWarning, match=r"(?s)block \(Block\).*not known"):
+    with pytest.warns(UserWarning, match=r"(?s)gate \(_Gate\).*not known"):
         converted = apply_psp(model)
-    assert type(converted.get_layer("block")) is Block
+    # The block's inner relu Dense is regularized inside it.
+    block = converted.get_layer("block")
+    assert isinstance(block, keras_psp.InnerPreActivationRegularizer)
+    assert type(block.layer) is _Block
+    assert type(converted.get_layer("gate")) is _Gate
     np.testing.assert_allclose(
         converted.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6
     )

@@ -2,8 +2,11 @@
 
 Their transformer blocks keep an `activation` attribute for an inner
 feed-forward layer; their output is not `activation(z)`, so they must never
-be wrapped whole: they are skipped and reported, and the rest converts.
+be wrapped whole: the feed-forward layer's pre-activation inside each block
+is regularized instead (`InnerPreActivationRegularizer`), output unchanged.
 """
+
+import os
 
 import keras
 import keras_hub
@@ -31,8 +34,9 @@ def _bert():
         "segment_ids": np.zeros((2, 8), "int32"),
         "padding_mask": np.ones((2, 8), "int32"),
     }
-    # The pooler's tanh Dense is the one pre-activation outside the blocks.
-    return keras_hub.models.BertBackbone(**SMALL), inputs, ["pooled_dense"]
+    # One feed-forward gelu Dense per block, and the pooler's tanh Dense.
+    regularized = ["transformer_layer_0", "transformer_layer_1", "pooled_dense"]
+    return keras_hub.models.BertBackbone(**SMALL), inputs, regularized
 
 
 def _gpt2():
@@ -40,24 +44,41 @@ def _gpt2():
         "token_ids": np.random.randint(0, 50, (2, 8)),
         "padding_mask": np.ones((2, 8), "int32"),
     }
-    return keras_hub.models.GPT2Backbone(**SMALL), inputs, []
+    regularized = ["transformer_layer_0", "transformer_layer_1"]
+    return keras_hub.models.GPT2Backbone(**SMALL), inputs, regularized
 
 
 @pytest.mark.parametrize("builder", [_bert, _gpt2], ids=["bert", "gpt2"])
-def test_backbone_converts_with_equal_predictions(builder):
+def test_backbone_converts_with_equal_predictions(builder, tmp_path):
     backbone, inputs, regularized = builder()
     expected = backbone(inputs)
-    with pytest.warns(UserWarning, match=r"(?s)transformer_layer_0.*not known"):
-        converted = keras_psp.apply_psp(backbone, 1e-3)
+    converted = keras_psp.apply_psp(backbone, 1e-3)
     outputs = converted(inputs)
     # Dict outputs stay dicts, with the same keys.
-    keras.tree.assert_same_structure(outputs, expected)
+    _assert_same(outputs, expected)
+    assert [layer.name for layer in psp_layers(converted)] == regularized
+    terms = [float(to_numpy(t)) for t in psp_losses(converted)]
+    assert len(terms) == len(regularized) and min(terms) > 0
+    # The blocks are kept whole inside the wrapper.
+    block = converted.get_layer("transformer_layer_0")
+    assert isinstance(block, keras_psp.InnerPreActivationRegularizer)
+    assert type(block.layer) is type(backbone.get_layer("transformer_layer_0"))
+
+    path = os.path.join(tmp_path, "converted.keras")
+    converted.save(path)
+    loaded = keras.saving.load_model(path)
+    _assert_same(loaded(inputs), expected)
+    reloaded_terms = [float(to_numpy(t)) for t in psp_losses(loaded)]
+    np.testing.assert_allclose(reloaded_terms, terms, rtol=1e-5)
+
+    stripped = keras_psp.strip_psp(converted)
+    _assert_same(stripped(inputs), expected)
+    assert not psp_layers(stripped)
+
+
+def _assert_same(actual, expected):
+    keras.tree.assert_same_structure(actual, expected)
     for got, want in zip(
-        keras.tree.flatten(outputs), keras.tree.flatten(expected), strict=True
+        keras.tree.flatten(actual), keras.tree.flatten(expected), strict=True
     ):
         np.testing.assert_allclose(to_numpy(got), to_numpy(want), atol=1e-5)
-    assert [layer.name for layer in psp_layers(converted)] == regularized
-    assert len(psp_losses(converted)) == len(regularized)
-    # The blocks are kept whole, unwrapped.
-    block = converted.get_layer("transformer_layer_0")
-    assert type(block) is type(backbone.get_layer("transformer_layer_0"))

@@ -1,0 +1,148 @@
+"""PSP on the pre-activations inside a composite layer (e.g. a transformer
+block), leaving its output unchanged."""
+
+import keras
+
+from keras_psp import pre_activations
+from keras_psp.layers.psp_layer import PSPLayerMixin
+
+
+class _HookState:
+    """Plain state, out of reach of Keras' tracking (which refuses new
+    state once the layer is built, and would track a list of layers)."""
+
+    def __init__(self):
+        self.hooked = False
+        self.recording = None
+
+
+class _RegularizedActivation:
+    """Stands in for an inner layer's activation: hands z to the wrapper,
+    then applies the original activation, so the output is unchanged."""
+
+    def __init__(self, owner, activation):
+        self.owner = owner
+        self.activation = activation
+
+    def __call__(self, z):
+        self.owner._take_inner_pre_activation(z)
+        return self.activation(z)
+
+
+@keras.saving.register_keras_serializable(package="keras_psp")
+class InnerPreActivationRegularizer(PSPLayerMixin, keras.layers.Wrapper):
+    """Adds PSP to the pre-activations inside a composite layer.
+
+    A composite layer (a transformer block such as keras_hub's
+    `TransformerEncoder`, your own block) may hold
+    layers with an activation (e.g. the feed-forward `Dense` with `gelu`),
+    but its own output is not `activation(z)`, so it cannot be wrapped
+    whole. This wrapper regularizes each of those inner pre-activations
+    instead: once the composite layer is built, the `activation` of each
+    inner layer of a registered affine class (see
+    `keras_psp.register_pre_activation_layer`) whose activation is not
+    linear is replaced by one that adds `psp_penalty(z, strength,
+    reduction)` to the wrapper's losses and then applies the original
+    activation. The composite layer's output is unchanged. `apply_psp`
+    uses it for every layer of an unregistered class that holds such inner
+    layers.
+
+    Args:
+        layer: a `keras.layers.Layer` holding, once built, at least one
+            inner layer with a pre-activation.
+        strength: λ, a finite float >= 0 (finite in float32), shared by all
+            the inner pre-activations, in the non-trainable float32 variable
+            `self.strength`.
+        reduction: `"sum"` (paper eq. 7) or `"mean"` (the authors' code);
+            see `keras_psp.psp_penalty`. Applied to each inner
+            pre-activation.
+        **kwargs: base layer arguments (`name`, `dtype`, ...). `dtype`
+            defaults to the wrapped layer's dtype policy.
+
+    Example:
+
+    >>> import numpy as np
+    >>> import keras
+    >>> class Residual(keras.layers.Layer):
+    ...     def build(self, input_shape):
+    ...         self.fc = keras.layers.Dense(input_shape[-1], "relu")
+    ...     def call(self, x):
+    ...         return x + self.fc(x)
+    >>> layer = InnerPreActivationRegularizer(Residual(), strength=1e-3)
+    >>> tuple(layer(np.ones((2, 5))).shape)
+    (2, 5)
+    >>> len(layer.losses)
+    1
+    """
+
+    def __init__(self, layer, strength=1e-3, reduction="sum", **kwargs):
+        if not isinstance(layer, keras.layers.Layer):
+            raise TypeError(
+                "Argument `layer` must be a `keras.layers.Layer` instance. "
+                f"Received: layer={layer!r} of type {type(layer).__name__}."
+            )
+        if pre_activations.layer_kind(layer) is not None:
+            raise ValueError(
+                f"Argument `layer` ('{layer.name}', a "
+                f"{type(layer).__name__}) has a pre-activation of its own: "
+                "use `keras_psp.PreActivationRegularizer` or "
+                "`keras_psp.PSPActivation`."
+            )
+        if kwargs.get("dtype") is None:
+            kwargs["dtype"] = layer.dtype_policy
+        super().__init__(layer, **kwargs)
+        self._init_psp(strength, reduction)
+        self.supports_masking = layer.supports_masking
+        self._hooks = _HookState()
+
+    def build(self, *args, **kwargs):
+        # The composite layer builds itself on its first call, from its own
+        # call arguments (which a wrapper's build cannot always pass on).
+        self.built = True
+
+    def _hook_inner_layers(self):
+        if self._hooks.hooked:
+            return
+        inner = pre_activations.inner_pre_activation_layers(self.layer)
+        if not inner:
+            raise ValueError(
+                f"Argument `layer` ('{self.layer.name}', a "
+                f"{type(self.layer).__name__}) holds no inner layer with a "
+                "pre-activation to regularize."
+            )
+        for sublayer in inner:
+            sublayer.activation = _RegularizedActivation(
+                self, sublayer.activation
+            )
+        self._hooks.hooked = True
+
+    def _take_inner_pre_activation(self, z):
+        if self._hooks.recording is not None:
+            self._hooks.recording.append(z)
+        else:
+            self.add_psp_loss(z)
+
+    def call(self, *args, **kwargs):
+        if not self.layer.built:
+            # Its inner layers are made when it is built by a first call.
+            self.layer(*args, **kwargs)
+        self._hook_inner_layers()
+        return self.layer(*args, **kwargs)
+
+    def pre_activation(self, *args, **kwargs):
+        """Returns the list of inner pre-activations z for these inputs."""
+        self._hook_inner_layers()
+        self._hooks.recording = []
+        try:
+            self.layer(*args, **kwargs)
+            return self._hooks.recording
+        finally:
+            self._hooks.recording = None
+
+    def compute_mask(self, inputs, mask=None):
+        return self.layer.compute_mask(inputs, mask)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(self._psp_config())
+        return config

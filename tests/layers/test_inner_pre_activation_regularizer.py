@@ -1,0 +1,119 @@
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from keras_psp import InnerPreActivationRegularizer
+from keras_psp import apply_psp
+from keras_psp.callbacks import PreActivationMonitor
+from keras_psp.models.psp_model import psp_losses
+from tests.helpers import to_numpy
+from tests.test_penalty import numpy_sum
+
+L = keras.layers
+
+
+class Block(L.Layer):
+    """A composite layer: relu feed-forward, linear projection, residual."""
+
+    def __init__(self, units=6, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+
+    def build(self, input_shape):
+        self.hidden = L.Dense(self.units, activation="relu", name="hidden")
+        self.project = L.Dense(input_shape[-1], name="project")
+        self.hidden.build(input_shape)
+        self.project.build(tuple(input_shape[:-1]) + (self.units,))
+
+    def call(self, x):
+        return x + self.project(self.hidden(x))
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+def _hidden_z(block, x):
+    kernel, bias = (to_numpy(w) for w in block.hidden.weights)
+    return x @ kernel + bias
+
+
+def test_output_unchanged_and_penalty_is_of_the_inner_pre_activation():
+    block = Block()
+    x = np.random.randn(4, 3).astype("float32")
+    expected = to_numpy(block(x))
+    wrapper = InnerPreActivationRegularizer(block, strength=0.1)
+    np.testing.assert_allclose(to_numpy(wrapper(x)), expected, atol=1e-6)
+    assert len(wrapper.losses) == 1
+    np.testing.assert_allclose(
+        to_numpy(wrapper.losses[0]),
+        numpy_sum(_hidden_z(block, x), 0.1),
+        rtol=1e-5,
+    )
+    # Only the layer with a non-linear activation counts, once per call.
+    wrapper(x)
+    assert len(wrapper.losses) == 1
+
+
+def test_time_distributed_is_skipped_and_reported():
+    # It calls its Dense inside a vectorized map, where add_loss cannot go.
+    inputs = keras.Input((3, 5))
+    hidden = L.TimeDistributed(L.Dense(4, activation="tanh"), name="td")(inputs)
+    model = keras.Model(inputs, L.Dense(2, name="logits")(hidden))
+    with pytest.warns(UserWarning, match=r"(?s)td \(TimeDistributed\).*map"):
+        converted = apply_psp(model)
+    assert type(converted.get_layer("td")) is L.TimeDistributed
+
+
+def test_converted_model_trains_saves_and_is_monitored(tmp_path):
+    inputs = keras.Input((3,))
+    hidden = Block(name="block")(inputs)
+    model = keras.Model(inputs, L.Dense(2, name="logits")(hidden))
+    x = np.random.randn(8, 3).astype("float32")
+    y = np.random.randn(8, 2).astype("float32")
+    expected = model.predict(x, verbose=0)
+    converted = apply_psp(model, 0.1)
+    block = converted.get_layer("block")
+    assert isinstance(block, InnerPreActivationRegularizer)
+    np.testing.assert_allclose(
+        converted.predict(x, verbose=0), expected, atol=1e-6
+    )
+    converted(x)
+    assert len(psp_losses(converted)) == 2  # the block's inner z, logits
+
+    monitor = PreActivationMonitor(x)
+    monitor.set_model(converted)
+    values = monitor.measure()
+    z = _hidden_z(block.layer, x)
+    np.testing.assert_allclose(values["z2/block"], np.mean(z**2), rtol=1e-5)
+
+    converted.compile(keras.optimizers.SGD(0.1), "mse")
+    before = to_numpy(block.layer.hidden.kernel)
+    logs = converted.fit(x, y, epochs=1, batch_size=8, verbose=0).history
+    assert np.isfinite(logs["loss"][0]) and logs["psp_loss"][0] > 0
+    assert not np.allclose(to_numpy(block.layer.hidden.kernel), before)
+
+    path = os.path.join(tmp_path, "block.keras")
+    converted.save(path)
+    loaded = keras.saving.load_model(path, custom_objects={"Block": Block})
+    np.testing.assert_allclose(
+        loaded.predict(x, verbose=0), converted.predict(x, verbose=0), atol=1e-6
+    )
+    loaded(x)
+    assert len(psp_losses(loaded)) == 2
+
+
+def test_layer_without_inner_pre_activation_refused():
+    wrapper = InnerPreActivationRegularizer(L.TimeDistributed(L.Dense(3)))
+    with pytest.raises(
+        ValueError, match="no inner layer with a pre-activation"
+    ):
+        wrapper(np.ones((2, 3, 4), "float32"))
+
+
+def test_layer_with_its_own_pre_activation_refused():
+    with pytest.raises(ValueError, match="PreActivationRegularizer"):
+        InnerPreActivationRegularizer(L.Dense(3, activation="relu"))
+    with pytest.raises(TypeError, match="`layer`"):
+        InnerPreActivationRegularizer("dense")
