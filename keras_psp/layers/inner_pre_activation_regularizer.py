@@ -2,6 +2,7 @@
 block), leaving its output unchanged."""
 
 import keras
+from keras import ops
 
 from keras_psp import pre_activations
 from keras_psp.layers.psp_layer import PSPLayerMixin
@@ -57,7 +58,8 @@ class InnerPreActivationRegularizer(PSPLayerMixin, keras.layers.Wrapper):
             see `keras_psp.psp_penalty`. Applied to each inner
             pre-activation.
         **kwargs: base layer arguments (`name`, `dtype`, ...). `dtype`
-            defaults to the wrapped layer's dtype policy.
+            defaults to the wrapped layer's dtype policy; float outputs are
+            cast to the wrapper's compute dtype.
 
     Example:
 
@@ -95,9 +97,13 @@ class InnerPreActivationRegularizer(PSPLayerMixin, keras.layers.Wrapper):
         self.supports_masking = layer.supports_masking
         self._hooks = _HookState()
 
-    def build(self, *args, **kwargs):
-        # The composite layer builds itself on its first call, from its own
-        # call arguments (which a wrapper's build cannot always pass on).
+    def build(self, input_shape=None):
+        # A layer that needs more than its first input's shape to build
+        # builds itself on its first call instead (see `call`).
+        if not self.layer.built and input_shape is not None:
+            self.layer.build(input_shape)
+        if self.layer.built:
+            self._hook_inner_layers()
         self.built = True
 
     def _hook_inner_layers(self):
@@ -122,19 +128,43 @@ class InnerPreActivationRegularizer(PSPLayerMixin, keras.layers.Wrapper):
         else:
             self.add_psp_loss(z)
 
-    def call(self, *args, **kwargs):
+    # `inputs` is named so that Keras builds the wrapper with its shape.
+    def call(self, inputs, *args, **kwargs):
         if not self.layer.built:
             # Its inner layers are made when it is built by a first call.
-            self.layer(*args, **kwargs)
+            self.layer(inputs, *args, **kwargs)
         self._hook_inner_layers()
-        return self.layer(*args, **kwargs)
+        return self._in_compute_dtype(self.layer(inputs, *args, **kwargs))
 
-    def pre_activation(self, *args, **kwargs):
+    def _in_compute_dtype(self, outputs):
+        """Float outputs in the wrapper's compute dtype (the wrapped layer's,
+        unless `dtype` was given), as the output spec says."""
+        return keras.tree.map_structure(
+            lambda x: (
+                ops.cast(x, self.compute_dtype)
+                if keras.backend.is_float_dtype(x.dtype)
+                else x
+            ),
+            outputs,
+        )
+
+    def compute_output_spec(self, inputs, *args, **kwargs):
+        spec = super().compute_output_spec(inputs, *args, **kwargs)
+        return keras.tree.map_structure(
+            lambda x: (
+                keras.KerasTensor(x.shape, self.compute_dtype)
+                if keras.backend.is_float_dtype(x.dtype)
+                else x
+            ),
+            spec,
+        )
+
+    def pre_activation(self, inputs, *args, **kwargs):
         """Returns the list of inner pre-activations z for these inputs."""
         self._hook_inner_layers()
         self._hooks.recording = []
         try:
-            self.layer(*args, **kwargs)
+            self.layer(inputs, *args, **kwargs)
             return self._hooks.recording
         finally:
             self._hooks.recording = None

@@ -22,6 +22,7 @@ from absl.testing import parameterized
 from keras.src import testing
 from keras.src.utils import traceback_utils
 
+from keras_psp import InnerPreActivationRegularizer
 from keras_psp import PreActivationRegularizer
 from keras_psp import PSPActivation
 from keras_psp import PSPConv2D
@@ -264,4 +265,38 @@ class KerasLayerHarnessTest(testing.TestCase):
             output_shape=(2, 3),
             trainable=2,
             supports_masking=True,
+        )
+
+
+@keras.saving.register_keras_serializable(package="keras_psp_tests")
+class HarnessResidual(L.Layer):
+    """A composite layer: a relu Dense inside, a residual add."""
+
+    def build(self, input_shape):
+        self.fc = L.Dense(
+            input_shape[-1],
+            activation="relu",
+            name="fc",
+            dtype=self.dtype_policy,
+        )
+        self.fc.build(input_shape)
+
+    def call(self, x):
+        return x + self.fc(x)
+
+
+def _wrap_inner(dtype=None, **kwargs):
+    """`InnerPreActivationRegularizer` around a fresh `HarnessResidual`."""
+    return InnerPreActivationRegularizer(HarnessResidual(dtype=dtype), **kwargs)
+
+
+class InnerPreActivationHarnessTest(KerasLayerHarnessTest):
+    def test_inner_pre_activation_regularizer(self):
+        self._run_harness(
+            _wrap_inner,
+            {"strength": STRENGTH},
+            input_shape=(2, 4),
+            output_shape=(2, 4),
+            trainable=2,
+            supports_masking=False,
         )
