@@ -4,6 +4,7 @@ import math
 
 import keras
 
+from keras_psp import keras_internals
 from keras_psp.validation import validate_positive_int
 
 # Epochs at which the authors' CIFAR-10 runs divide the learning rate by 10.
@@ -171,7 +172,7 @@ def pytorch_initialization(model, seed=None):
     """
     generator = keras.random.SeedGenerator(seed)
     names = []
-    for layer in model._flatten_layers(include_self=True, recursive=True):
+    for layer in [model, *keras_internals.sublayers(model)]:
         kernel = getattr(layer, "kernel", None)
         not_fan_in = next(
             (n for kind, n in _PYTORCH_INITIALIZED if isinstance(layer, kind)),
