@@ -21,10 +21,31 @@ def test_readme_opens_with_the_two_commands_that_ci_runs():
 
 
 def test_usage_example_runs():
-    code, training = _blocks("python")
+    code, _, training = _blocks("python")
     # The training example needs CIFAR-10 and hours: check it parses.
     compile(training, "README.md", "exec")
     namespace = {}
     exec(compile(code, "README.md", "exec"), namespace)
     model = namespace["model"]
     assert "psp_loss" in [metric.name for metric in model.metrics]
+
+
+def test_models_you_did_not_write_example_runs():
+    import numpy as np
+
+    from keras_psp.models.psp_model import psp_layers
+    from keras_psp.models.psp_model import psp_losses
+
+    code = _blocks("python")[1]
+    namespace = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    model, plain = namespace["model"], namespace["plain"]
+    found, skipped = namespace["found"], namespace["skipped"]
+    inputs = {
+        "token_ids": np.ones((2, 8), "int32"),
+        "segment_ids": np.zeros((2, 8), "int32"),
+        "padding_mask": np.ones((2, 8), "int32"),
+    }
+    model(inputs)
+    assert len(psp_losses(model)) == len(found) == 3  # as the comment says
+    assert not skipped and not psp_layers(plain)
