@@ -2,7 +2,7 @@
 
 import keras
 
-from keras_psp import keras_internals
+from keras_psp import cloning
 from keras_psp import pre_activations
 from keras_psp.layers.inner_pre_activation_regularizer import (
     InnerPreActivationRegularizer,
@@ -158,28 +158,7 @@ def apply_psp(
     >>> [type(layer).__name__ for layer in model.layers]
     ['PreActivationRegularizer', 'PreActivationRegularizer']
     """
-    is_sequential = isinstance(model, keras.Sequential)
-    if not isinstance(model, keras.Model):
-        raise TypeError(
-            "Argument `model` must be a `keras.Sequential` or functional "
-            f"`keras.Model`. Received: model={model!r}."
-        )
-    if not keras_internals.is_graph_model(model):
-        raise TypeError(
-            "Argument `model` is a subclassed model "
-            f"({type(model).__name__}); `apply_psp` needs a Sequential or "
-            "functional model, whose layer graph it can rebuild. In a "
-            "subclassed model, use `keras_psp.PSPDense`/`PSPConv2D` in place "
-            "of Dense/Conv2D, wrap other layers with "
-            "`keras_psp.PreActivationRegularizer`, and replace activations "
-            "after batch norm with `keras_psp.PSPActivation`."
-        )
-    if not model.built or not model.inputs:
-        raise ValueError(
-            "Argument `model` must be built with a known input shape: start "
-            "the Sequential model with `keras.Input(shape)` or call "
-            "`model.build(input_shape)` first."
-        )
+    cloning.check_graph_model(model, "apply_psp")
     strength = validate_strength(strength)
     reduction = validate_reduction(reduction)
     include = _check_selector(include, "include")
@@ -233,8 +212,4 @@ def apply_psp(
         if isinstance(layer, keras.layers.Layer):  # not a `keras.ops` node
             copy.set_weights(layer.get_weights())
 
-    if is_sequential:
-        (spec,) = model.inputs
-        inputs = keras.Input(batch_shape=spec.shape, dtype=spec.dtype)
-        return PSPSequential([inputs, *clone.layers], name=model.name)
-    return PSPModel(clone.input, clone.output, name=model.name)
+    return cloning.rebuild(model, clone, PSPSequential, PSPModel)

@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_psp import cloning
 from keras_psp import keras_internals
 from keras_psp.layers.inner_pre_activation_regularizer import (
     InnerPreActivationRegularizer,
@@ -77,17 +78,7 @@ def strip_psp(model):
     >>> [type(layer).__name__ for layer in plain.layers]
     ['Dense']
     """
-    if not (
-        isinstance(model, keras.Model) and keras_internals.is_graph_model(model)
-    ):
-        raise TypeError(
-            "Argument `model` must be a Sequential or functional "
-            f"`keras.Model`. Received: model={model!r}."
-        )
-    if not model.built or not model.inputs:
-        raise ValueError(
-            "Argument `model` must be built with a known input shape."
-        )
+    cloning.check_graph_model(model, "strip_psp")
     copies = []
 
     def clone_layer(layer):
@@ -110,8 +101,4 @@ def strip_psp(model):
                 if w is not strength
             ]
         )
-    if isinstance(model, keras.Sequential):
-        (spec,) = model.inputs
-        inputs = keras.Input(batch_shape=spec.shape, dtype=spec.dtype)
-        return keras.Sequential([inputs, *clone.layers], name=model.name)
-    return keras.Model(clone.input, clone.output, name=model.name)
+    return cloning.rebuild(model, clone, keras.Sequential, keras.Model)
