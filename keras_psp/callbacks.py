@@ -7,9 +7,6 @@ import numpy as np
 from keras import ops
 
 from keras_psp import pre_activations
-from keras_psp.layers.inner_pre_activation_regularizer import (
-    InnerPreActivationRegularizer,
-)
 from keras_psp.layers.psp_layer import PSPLayerMixin
 from keras_psp.models.psp_model import psp_layers
 from keras_psp.penalty import psp_penalty
@@ -42,8 +39,12 @@ class _PreActivationProbe(keras.layers.Layer):
             return [pre_activations.affine_output(target, *args, **kwargs)]
         if kind == pre_activations.ACTIVATION:
             return [args[0]]  # z is its input
-        wrapper = InnerPreActivationRegularizer(target)  # shares its weights
-        return wrapper.pre_activation(*args, **kwargs)
+        found = []  # a composite layer: its inner pre-activations
+        with pre_activations.tap_inner_pre_activations(
+            pre_activations.inner_pre_activation_layers(target), found.append
+        ):
+            target(*args, **kwargs)
+        return found
 
     def call(self, *args, **kwargs):
         (target,) = self._target

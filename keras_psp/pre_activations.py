@@ -23,6 +23,7 @@ are regularized where they are, and its output is left as it is.
 """
 
 import collections
+import contextlib
 import difflib
 import warnings
 
@@ -197,6 +198,35 @@ def skip_reason(layer):
             "`keras_psp.register_pre_activation_layer`"
         )
     return None
+
+
+class _Tap:
+    """Stands in for an inner layer's activation: hands z to `take`, then
+    applies the original activation, so the output is unchanged."""
+
+    def __init__(self, take, activation):
+        self.take = take
+        self.activation = activation
+
+    def __call__(self, z):
+        self.take(z)
+        return self.activation(z)
+
+
+@contextlib.contextmanager
+def tap_inner_pre_activations(layers, take):
+    """While active, every z of the `"affine"` `layers` (those inside a
+    composite layer, see `inner_pre_activation_layers`) is handed to
+    `take(z)` when the layer runs. The activations are swapped only for
+    that time, so the layers are never changed under another model."""
+    originals = [layer.activation for layer in layers]
+    for layer, activation in zip(layers, originals, strict=True):
+        layer.activation = _Tap(take, activation)
+    try:
+        yield
+    finally:
+        for layer, activation in zip(layers, originals, strict=True):
+            layer.activation = activation
 
 
 def affine_output(layer, *args, **kwargs):

@@ -8,26 +8,13 @@ from keras_psp import pre_activations
 from keras_psp.layers.psp_layer import PSPLayerMixin
 
 
-class _HookState:
-    """Plain state, out of reach of Keras' tracking (which refuses new
-    state once the layer is built, and would track a list of layers)."""
+class _InnerLayers:
+    """The inner layers, found once the composite layer is built; a plain
+    holder, out of reach of Keras' tracking (which refuses new state once
+    the wrapper is built)."""
 
     def __init__(self):
-        self.hooked = False
-        self.recording = None
-
-
-class _RegularizedActivation:
-    """Stands in for an inner layer's activation: hands z to the wrapper,
-    then applies the original activation, so the output is unchanged."""
-
-    def __init__(self, owner, activation):
-        self.owner = owner
-        self.activation = activation
-
-    def __call__(self, z):
-        self.owner._take_inner_pre_activation(z)
-        return self.activation(z)
+        self.layers = None
 
 
 @keras.saving.register_keras_serializable(package="keras_psp")
@@ -39,14 +26,15 @@ class InnerPreActivationRegularizer(PSPLayerMixin, keras.layers.Wrapper):
     layers with an activation (e.g. the feed-forward `Dense` with `gelu`),
     but its own output is not `activation(z)`, so it cannot be wrapped
     whole. This wrapper regularizes each of those inner pre-activations
-    instead: once the composite layer is built, the `activation` of each
-    inner layer of a registered affine class (see
+    instead: during the wrapper's call, the `activation` of each inner
+    layer of a registered affine class (see
     `keras_psp.register_pre_activation_layer`) whose activation is not
-    linear is replaced by one that adds `psp_penalty(z, strength,
+    linear is swapped for one that adds `psp_penalty(z, strength,
     reduction)` to the wrapper's losses and then applies the original
-    activation. The composite layer's output is unchanged. `apply_psp`
-    uses it for every layer of an unregistered class that holds such inner
-    layers.
+    activation; after the call it is swapped back, so the composite layer
+    is never changed under another model that uses it. Its output is
+    unchanged. `apply_psp` uses this wrapper for every layer of an
+    unregistered class that holds such inner layers.
 
     Args:
         layer: a `keras.layers.Layer` holding, once built, at least one
@@ -95,46 +83,37 @@ class InnerPreActivationRegularizer(PSPLayerMixin, keras.layers.Wrapper):
         super().__init__(layer, **kwargs)
         self._init_psp(strength, reduction)
         self.supports_masking = layer.supports_masking
-        self._hooks = _HookState()
+        self._inner = _InnerLayers()
 
     def build(self, input_shape=None):
         # A layer that needs more than its first input's shape to build
         # builds itself on its first call instead (see `call`).
         if not self.layer.built and input_shape is not None:
             self.layer.build(input_shape)
-        if self.layer.built:
-            self._hook_inner_layers()
         self.built = True
 
-    def _hook_inner_layers(self):
-        if self._hooks.hooked:
-            return
-        inner = pre_activations.inner_pre_activation_layers(self.layer)
-        if not inner:
-            raise ValueError(
-                f"Argument `layer` ('{self.layer.name}', a "
-                f"{type(self.layer).__name__}) holds no inner layer with a "
-                "pre-activation to regularize."
-            )
-        for sublayer in inner:
-            sublayer.activation = _RegularizedActivation(
-                self, sublayer.activation
-            )
-        self._hooks.hooked = True
-
-    def _take_inner_pre_activation(self, z):
-        if self._hooks.recording is not None:
-            self._hooks.recording.append(z)
-        else:
-            self.add_psp_loss(z)
+    def _inner_layers(self):
+        if self._inner.layers is None:
+            layers = pre_activations.inner_pre_activation_layers(self.layer)
+            if not layers:
+                raise ValueError(
+                    f"Argument `layer` ('{self.layer.name}', a "
+                    f"{type(self.layer).__name__}) holds no inner layer with "
+                    "a pre-activation to regularize."
+                )
+            self._inner.layers = layers
+        return self._inner.layers
 
     # `inputs` is named so that Keras builds the wrapper with its shape.
     def call(self, inputs, *args, **kwargs):
         if not self.layer.built:
             # Its inner layers are made when it is built by a first call.
             self.layer(inputs, *args, **kwargs)
-        self._hook_inner_layers()
-        return self._in_compute_dtype(self.layer(inputs, *args, **kwargs))
+        with pre_activations.tap_inner_pre_activations(
+            self._inner_layers(), self.add_psp_loss
+        ):
+            outputs = self.layer(inputs, *args, **kwargs)
+        return self._in_compute_dtype(outputs)
 
     def _in_compute_dtype(self, outputs):
         """Float outputs in the wrapper's compute dtype (the wrapped layer's,
@@ -161,13 +140,12 @@ class InnerPreActivationRegularizer(PSPLayerMixin, keras.layers.Wrapper):
 
     def pre_activation(self, inputs, *args, **kwargs):
         """Returns the list of inner pre-activations z for these inputs."""
-        self._hook_inner_layers()
-        self._hooks.recording = []
-        try:
+        found = []
+        with pre_activations.tap_inner_pre_activations(
+            self._inner_layers(), found.append
+        ):
             self.layer(inputs, *args, **kwargs)
-            return self._hooks.recording
-        finally:
-            self._hooks.recording = None
+        return found
 
     def compute_mask(self, inputs, mask=None):
         return self.layer.compute_mask(inputs, mask)

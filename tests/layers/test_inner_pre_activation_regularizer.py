@@ -117,3 +117,34 @@ def test_layer_with_its_own_pre_activation_refused():
         InnerPreActivationRegularizer(L.Dense(3, activation="relu"))
     with pytest.raises(TypeError, match="`layer`"):
         InnerPreActivationRegularizer("dense")
+
+
+def test_composite_used_by_another_model_is_not_changed():
+    block = Block()
+    inputs = keras.Input((3,))
+    other = keras.Model(inputs, block(inputs))
+    x = np.random.randn(4, 3).astype("float32")
+    expected = other.predict(x, verbose=0)
+    wrapper = InnerPreActivationRegularizer(block, strength=0.5)
+    wrapper(x)
+    assert len(wrapper.losses) == 1
+    # The other model adds no loss and predicts as before.
+    other(x)
+    assert not other.losses
+    assert block.hidden.activation is keras.activations.relu
+    np.testing.assert_allclose(other.predict(x, verbose=0), expected)
+
+
+def test_monitor_measures_an_unconverted_composite_without_changing_it():
+    inputs = keras.Input((3,))
+    block = Block(name="block")
+    model = keras.Model(inputs, L.Dense(2, name="logits")(block(inputs)))
+    x = np.random.randn(8, 3).astype("float32")
+    monitor = PreActivationMonitor(x)
+    monitor.set_model(model)
+    values = monitor.measure()
+    z = _hidden_z(block, x)
+    np.testing.assert_allclose(values["z2/block"], np.mean(z**2), rtol=1e-5)
+    model(x)
+    assert not model.losses
+    assert block.hidden.activation is keras.activations.relu
