@@ -41,8 +41,9 @@ def check_backend_installed():
             f"keras-psp[{e}] ({name})" for name, (_, e) in BACKENDS.items()
         )
         raise ImportError(
-            f"keras-psp needs a Keras backend: KERAS_BACKEND is {backend!r} "
-            f"but {module} is not installed. Install one with "
+            f"keras-psp needs a Keras backend: Keras would run on {backend!r} "
+            f"(KERAS_BACKEND, else ~/.keras/keras.json) but {module} is not "
+            "installed. Install one with "
             f"`pip install keras-psp[{extra}]` (choices: {choices}) and set "
             "KERAS_BACKEND to it."
         ) from None
