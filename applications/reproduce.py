@@ -16,7 +16,10 @@ configuration beside the paper's number and the authors' logs, best-epoch
 error as a secondary column, and the paired PSP − L2 difference over the
 same seeds), `summary.json`, and the plots `test_error.png`, `z2.png`
 (⟨z²⟩ per epoch, the paper's Fig. 2b) and `parameters.png` (per-layer
-parameter histograms, L2 vs PSP, the paper's Fig. 3).
+parameter histograms, L2 vs PSP, the paper's Fig. 3). A run that failed
+(stopped by a non-finite loss, see `train.py --help`) is listed as failed,
+with its reason, in `summary.md` and `summary.json` (`failed`), and enters
+no table, mean or plot; it is not retried until its run dir is deleted.
 
 The report is written from records, not from the run dirs: each finished
 run's `args.json`, `results.json`, `history.csv` and `parameters.json`
@@ -206,13 +209,20 @@ def archive_run(run_dir, record_dir):
     histograms, from
     `model.keras`): a few tens of kB that the report needs, without the
     checkpoints, so the record can be committed and the report rebuilt
-    after the run dir is gone."""
+    after the run dir is gone. A failed run (no model) has no
+    `parameters.json`."""
+    os.makedirs(record_dir, exist_ok=True)
+    if not train.failed(_read_json(os.path.join(run_dir, "results.json"))):
+        _archive_parameters(run_dir, record_dir)
+    _archive_files(run_dir, record_dir)
+
+
+def _archive_parameters(run_dir, record_dir):
     import keras
     import numpy as np
 
     import keras_psp  # noqa: F401 (registers the PSP classes for loading)
 
-    os.makedirs(record_dir, exist_ok=True)
     model = keras.saving.load_model(os.path.join(run_dir, "model.keras"))
     histograms = []  # in the model's layer order
     for weight in model.trainable_weights:
@@ -227,6 +237,9 @@ def archive_run(run_dir, record_dir):
                 }
             )
     train.write_json(os.path.join(record_dir, "parameters.json"), histograms)
+
+
+def _archive_files(run_dir, record_dir):
     with open(os.path.join(run_dir, "history.csv")) as f:
         history = f.read()
     train.write_atomic(
@@ -244,10 +257,13 @@ def archive_run(run_dir, record_dir):
 
 
 def collect(args):
-    """{(dataset, model, regime): {seed: (results, history rows, record
-    dir)}} from the records in `<out>/runs/`, after archiving there every
-    run finished in `--runs-dir` (a record of other settings is replaced)."""
-    found = {}
+    """The runs to report, from the records in `<out>/runs/`, after
+    archiving there every run finished or failed in `--runs-dir` (a record
+    of other settings is replaced): `found`, {(dataset, model, regime):
+    {seed: (results, history rows, record dir)}} of the finished runs, and
+    `failed`, a list of {dataset, model, regime, seed, run, reason} of the
+    failed ones, which are never results."""
+    found, failures = {}, []
     for key, seed, run_args in configurations(args):
         record_dir = os.path.join(
             args.out, "runs", os.path.basename(run_args.run_dir)
@@ -255,11 +271,17 @@ def collect(args):
         record = os.path.join(record_dir, "results.json")
         finished = os.path.join(run_args.run_dir, "results.json")
         if os.path.exists(finished):
+            results = _read_json(finished)
             if not (
                 os.path.exists(record)
-                and _read_json(record) == _read_json(finished)
+                and _read_json(record) == results
                 and os.path.exists(os.path.join(record_dir, "args.json"))
-                and os.path.exists(os.path.join(record_dir, "parameters.json"))
+                and (
+                    train.failed(results)
+                    or os.path.exists(
+                        os.path.join(record_dir, "parameters.json")
+                    )
+                )
             ):
                 archive_run(run_args.run_dir, record_dir)
         if not os.path.exists(record):
@@ -267,9 +289,22 @@ def collect(args):
         if not _settings_match(record_dir, run_args):
             continue
         results = _read_json(record)
+        if train.failed(results):
+            dataset, model, regime = key
+            failures.append(
+                {
+                    "dataset": dataset,
+                    "model": model,
+                    "regime": regime,
+                    "seed": seed,
+                    "run": os.path.basename(record_dir),
+                    "reason": results["reason"],
+                }
+            )
+            continue
         rows = train.read_history(os.path.join(record_dir, "history.csv"))
         found.setdefault(key, {})[seed] = (results, rows, record_dir)
-    return found
+    return found, failures
 
 
 def _read_json(path):
@@ -354,7 +389,7 @@ def _pm(pair, digits=2):
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
-def markdown(rows, pairs, command):
+def markdown(rows, pairs, command, failures=()):
     lines = [
         "| data set | model | regime | λ | epochs | seeds | final test error % "
         "| best-epoch error % | paper | authors' logs |",
@@ -406,6 +441,21 @@ def markdown(rows, pairs, command):
             + " | ".join(values)
             + " |"
         )
+    if failures:
+        lines += [
+            "",
+            "Failed runs (stopped by a non-finite loss; in no table or "
+            "mean above):",
+            "",
+            "| data set | model | regime | seed | run | reason |",
+            "|---|---|---|---|---|---|",
+        ]
+        for failure in failures:
+            lines.append(
+                f"| {failure['dataset']} | {failure['model']} "
+                f"| {failure['regime']} | {failure['seed']} "
+                f"| {failure['run']} | {failure['reason']} |"
+            )
     lines += ["", f"Command: `{command}`", ""]
     return "\n".join(lines)
 
@@ -515,20 +565,22 @@ def plot(found, out):
 
 
 def report(args, command):
-    found = collect(args)
-    if not found:
+    found, failures = collect(args)
+    if not found and not failures:
         sys.exit("error: no finished run to report on")
     os.makedirs(args.out, exist_ok=True)
     rows, pairs = summarize(found)
-    text = markdown(rows, pairs, command)
+    text = markdown(rows, pairs, command, failures)
     train.write_atomic(
         os.path.join(args.out, "summary.md"), lambda f: f.write(text)
     )
     train.write_json(
-        os.path.join(args.out, "summary.json"), {"rows": rows, "pairs": pairs}
+        os.path.join(args.out, "summary.json"),
+        {"rows": rows, "pairs": pairs, "failed": failures},
     )
-    plot(found, args.out)
-    print(markdown(rows, pairs, command))
+    if found:
+        plot(found, args.out)
+    print(text)
     return rows, pairs
 
 
@@ -543,7 +595,7 @@ def main(argv=None):
         for _, _, run_args in configurations(args):
             keras.utils.clear_session()
             try:
-                train.train(run_args)
+                train.train(run_args)  # a failed run is reported as such
             except train.RunInUseError as error:
                 # Another reproduce.py on the same runs dir has this one.
                 print(f"skipped: {error}")

@@ -12,7 +12,9 @@ error, settings, wall time, images/s, package versions, git commit,
 thread settings), `args.json`, the final model `model.keras`, and
 `backup/`, from which a run that was interrupted (Ctrl-C, kill -9) resumes
 when started again with the same arguments. A run whose `results.json`
-exists is not run again.
+exists is not run again. A non-finite loss stops a run and records it as
+failed (`"status": "failed"` and the `reason` in `results.json`; finished
+runs say `"status": "finished"`); see --help.
 
 Defaults follow the paper: SGD lr 0.1, batch 100 and no momentum for
 MNIST/Fashion-MNIST (L2: weight decay 1e-4 on all parameters, as SGD's
@@ -33,6 +35,16 @@ import subprocess
 import sys
 import time
 
+RUN_DIR_HELP = """\
+A run dir is locked while a process trains it (an flock on run-dir/lock,
+released by the system when the process ends, however it ends); a second
+process asking for it stops with an error. A run stopped by a non-finite
+loss (NaN or inf: e.g. a λ too large) is recorded as failed: results.json
+says "status": "failed" and the reason, the program exits with status 1,
+and the same command run again repeats the failure without training: to
+retry, delete the run dir (or choose another --run-dir).
+"""
+
 MODELS = ("lenet5", "all_cnn_c", "resnet18", "mobilenetv2")
 DATASETS = ("mnist", "fashion_mnist", "cifar10")
 REGULARIZATIONS = ("none", "l2", "psp")
@@ -43,68 +55,65 @@ class RunInUseError(RuntimeError):
     """Another live process is training the same run directory."""
 
 
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by another user
-    return True
-
-
-def _boot_id():
-    # PIDs restart with each boot, so a lock from an earlier boot of a
-    # machine with the same host name is stale even if its PID is in use.
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as f:
-            return f.read().strip()
-    except OSError:
-        return "-"
-
-
 @contextlib.contextmanager
 def run_lock(run_dir):
     """Holds `run_dir/lock` while this process trains the run, so that two
     processes (e.g. two `reproduce.py` sharing a runs dir) never train the
-    same run at once. A lock left by a killed process on this host is
-    taken over, as is one from an earlier boot of this host; one from
-    another host is respected."""
+    same run at once.
+
+    The lock is an `fcntl.flock` on that file, kept open for the run's
+    lifetime: the operating system releases it when the process ends, however
+    it ends (kill -9 included), so a dead owner's lock is free at once. The
+    file says who holds it (PID and host), for the error message; it is
+    removed on release.
+
+    Raises:
+        RunInUseError: another process holds the lock.
+    """
+    import fcntl
+
     path = os.path.join(run_dir, "lock")
-    host = socket.gethostname()
-    boot = _boot_id()
-    for _ in range(3):
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            try:
-                with open(path) as f:
-                    pid, owner_host, *owner_boot = f.read().split()
-                pid = int(pid)
-            except (OSError, ValueError):
-                pid, owner_host = None, host  # half-written: the owner died
-                owner_boot = []
-            same_boot = owner_boot in ([], [boot])  # [] : an older lock
-            if owner_host != host or (
-                pid is not None and same_boot and _alive(pid)
-            ):
-                raise RunInUseError(
-                    f"{run_dir} is being trained by process {pid} on "
-                    f"{owner_host}; if no such process runs, delete {path}"
-                ) from None
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(path)
-            continue
-        with os.fdopen(fd, "w") as f:
-            f.write(f"{os.getpid()} {host} {boot}\n")
-        break
-    else:
-        raise RunInUseError(f"could not take {path}")
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise RunInUseError(
+                f"{run_dir} is being trained by {_lock_owner(path)}; "
+                "wait for it to end, or stop it"
+            ) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        # A holder removes the file before it lets go: if this file is no
+        # longer the one at `path`, it was released by a finished owner
+        # and a new lock may be held there; take that one instead.
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(path))
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
     try:
+        owner = f"process {os.getpid()} on {socket.gethostname()}\n"
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, owner.encode(), 0)
         yield
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.remove(path)
+        os.close(fd)
+
+
+def _lock_owner(path):
+    try:
+        with open(path) as f:
+            owner = f.read().strip()
+    except OSError:
+        owner = ""
+    return owner or "another process"
 
 
 def _positive_int(text):
@@ -132,6 +141,7 @@ def _non_negative_float(text):
 def build_parser():
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n")[0],
+        epilog=RUN_DIR_HELP,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add = parser.add_argument
@@ -431,8 +441,17 @@ def strength_schedule(args, callbacks_module):
     }[args.strength_schedule]
 
 
+def failed(results):
+    """Whether `results` (a `results.json`) records a failed run; those
+    written before runs could fail have no status and are finished."""
+    return results.get("status", "finished") == "failed"
+
+
 def train(args):
-    """Trains the run `args` describes (or reports it, when finished).
+    """Trains the run `args` describes (or reports it, when finished or
+    failed). Returns its `results.json`: `"status": "finished"` with the
+    test errors, or `"status": "failed"` with the `reason` (a non-finite
+    loss stops the run), which `main` turns into an error.
 
     Raises:
         RunInUseError: another live process is training `args.run_dir`.
@@ -464,10 +483,13 @@ def train(args):
         if os.path.exists(paths["results.json"]):
             with open(paths["results.json"]) as f:
                 results = json.load(f)
-            print(
-                f"{args.run_dir} is finished: test error "
-                f"{results['final_test_error']:.2f}%"
-            )
+            if failed(results):
+                print(f"{args.run_dir} failed: {results['reason']}")
+            else:
+                print(
+                    f"{args.run_dir} is finished: test error "
+                    f"{results['final_test_error']:.2f}%"
+                )
             return results
         write_json(paths["args.json"], settings)
         return _run(args, paths, settings)
@@ -501,7 +523,9 @@ def _run(args, paths, settings):
                 strength_schedule(args, keras_psp.callbacks)
             )
         )
+    nan_stop = terminate_on_nan(keras)
     callbacks += [
+        nan_stop,
         keras.callbacks.BackupAndRestore(paths["backup"]),
         epoch_timer(keras),
         keras_psp.callbacks.PreActivationMonitor(monitor_x, per_layer=True),
@@ -516,12 +540,15 @@ def _run(args, paths, settings):
         shuffle=False,
         verbose=verbose,
     )
+    if nan_stop.failure is not None:
+        return _record_failure(args, paths, settings, nan_stop.failure)
     model.save(paths["model.keras"])
     rows = read_history(paths["history.csv"])
     errors = [100 * (1 - float(row["val_accuracy"])) for row in rows]
     seconds = sum(float(row["epoch_seconds"]) for row in rows)
     results = {
         **settings,
+        "status": "finished",
         "final_test_error": errors[-1],
         "best_test_error": min(errors),
         "best_epoch": errors.index(min(errors)),
@@ -544,6 +571,55 @@ def _run(args, paths, settings):
         f"{results['images_per_second']:.0f} images/s"
     )
     return results
+
+
+def _record_failure(args, paths, settings, reason):
+    """Writes the `results.json` of a run that failed for `reason`: no
+    test error (there is none to report), no model; the backup is removed
+    (its weights are not finite)."""
+    import shutil
+
+    import keras
+
+    rows = read_history(paths["history.csv"])
+    results = {
+        **settings,
+        "status": "failed",
+        "reason": reason,
+        "epochs_run": len(rows),
+        "backend": keras.backend.backend(),
+        "versions": versions(),
+        "git_commit": git_commit(),
+        "platform": platform.platform(),
+        "threads": threads(),
+    }
+    write_json(paths["results.json"], results)
+    shutil.rmtree(paths["backup"], ignore_errors=True)
+    print(f"{args.run_dir} failed: {reason}")
+    return results
+
+
+def terminate_on_nan(keras):
+    """`keras.callbacks.TerminateOnNaN` (stops the run at the first batch
+    whose loss is not finite), remembering where: its `failure` is then
+    "non-finite loss (nan) at epoch E batch B" (both from 1), else None."""
+
+    class TerminateOnNaN(keras.callbacks.TerminateOnNaN):
+        failure = None
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_batch_end(self, batch, logs=None):
+            super().on_batch_end(batch, logs)
+            if self.model.stop_training and self.failure is None:
+                loss = float((logs or {}).get("loss", float("nan")))
+                self.failure = (
+                    f"non-finite loss ({loss}) at epoch {self.epoch + 1} "
+                    f"batch {batch + 1}"
+                )
+
+    return TerminateOnNaN()
 
 
 def epoch_timer(keras):
@@ -594,10 +670,17 @@ def versions():
 
 
 def main(argv=None):
+    args = parse_args(argv)
     try:
-        return train(parse_args(argv))
+        results = train(args)
     except RunInUseError as error:
         sys.exit(f"error: {error}")
+    if failed(results):
+        sys.exit(
+            f"error: {args.run_dir} failed: {results['reason']}; the same "
+            f"settings fail again: to retry, delete {args.run_dir}"
+        )
+    return results
 
 
 if __name__ == "__main__":

@@ -182,3 +182,50 @@ def test_runs_held_by_another_process_are_skipped(tmp_path, capsys):
     assert [(r["regime"], r["seeds"]) for r in rows] == [
         (free.regularization, [1])
     ]
+
+
+def test_failed_runs_are_reported_as_failed_not_as_results(
+    tmp_path, monkeypatch, capsys
+):
+    # PSP with λ = 1e4 diverges in its first batches: a failed run.
+    monkeypatch.setitem(
+        reproduce.EXPERIMENTS,
+        "diverging",
+        [("mnist", "lenet5", 1, {"l2": 1e-4, "psp": 1e4})],
+    )
+    argv = _tiny_argv(tmp_path, ["diverging"], 1, 300)
+    with tfds_data("mnist", num_examples=300):
+        rows, pairs = reproduce.main(argv)
+    assert [r["regime"] for r in rows] == ["l2"] and pairs == []
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    tables, listed = summary.split("Failed runs")
+    assert "| mnist | lenet5 | l2 |" in tables
+    assert "| mnist | lenet5 | psp |" not in tables  # in no table
+    failed = json.loads((tmp_path / "out" / "summary.json").read_text())[
+        "failed"
+    ]
+    assert [(f["regime"], f["seed"]) for f in failed] == [("psp", 1)]
+    assert failed[0]["reason"].startswith("non-finite loss")
+    assert f"| mnist | lenet5 | psp | 1 | {failed[0]['run']} |" in listed
+    record = tmp_path / "out" / "runs" / failed[0]["run"]
+    assert sorted(os.listdir(record)) == [
+        "args.json",
+        "history.csv",
+        "results.json",
+    ]
+
+    # Run again: the failed run is not retried, nor turned into a result;
+    # the records alone give the same report.
+    def per_seed(rows):  # one seed: the std is nan, which equals nothing
+        return [(r["regime"], r["per_seed"]) for r in rows]
+
+    with tfds_data("mnist", num_examples=300):
+        again, no_pairs = reproduce.main(argv)
+    assert per_seed(again) == per_seed(rows) and no_pairs == []
+    shutil.rmtree(tmp_path / "runs")
+    from_records, no_pairs = reproduce.main(["--report-only", *argv])
+    assert per_seed(from_records) == per_seed(rows) and no_pairs == []
+    assert (
+        json.loads((tmp_path / "out" / "summary.json").read_text())["failed"]
+        == failed
+    )
