@@ -558,11 +558,7 @@ def _run(args, paths, settings):
         "test_examples": info["test_examples"],
         "wall_seconds": seconds,
         "images_per_second": info["train_examples"] * len(rows) / seconds,
-        "backend": keras.backend.backend(),
-        "versions": versions(),
-        "git_commit": git_commit(),
-        "platform": platform.platform(),
-        "threads": threads(),
+        **provenance(),
     }
     write_json(paths["results.json"], results)
     print(
@@ -573,13 +569,25 @@ def _run(args, paths, settings):
     return results
 
 
+def provenance():
+    """What produced a run's numbers: backend, package versions, commit,
+    platform and thread settings (a seed repeats a run only with these)."""
+    import keras
+
+    return {
+        "backend": keras.backend.backend(),
+        "versions": versions(),
+        "git_commit": git_commit(),
+        "platform": platform.platform(),
+        "threads": threads(),
+    }
+
+
 def _record_failure(args, paths, settings, reason):
     """Writes the `results.json` of a run that failed for `reason`: no
     test error (there is none to report), no model; the backup is removed
     (its weights are not finite)."""
     import shutil
-
-    import keras
 
     rows = read_history(paths["history.csv"])
     results = {
@@ -587,11 +595,7 @@ def _record_failure(args, paths, settings, reason):
         "status": "failed",
         "reason": reason,
         "epochs_run": len(rows),
-        "backend": keras.backend.backend(),
-        "versions": versions(),
-        "git_commit": git_commit(),
-        "platform": platform.platform(),
-        "threads": threads(),
+        **provenance(),
     }
     write_json(paths["results.json"], results)
     shutil.rmtree(paths["backup"], ignore_errors=True)
