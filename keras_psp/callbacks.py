@@ -39,12 +39,13 @@ class _PreActivationProbe(keras.layers.Layer):
             return [pre_activations.affine_output(target, *args, **kwargs)]
         if kind == pre_activations.ACTIVATION:
             return [args[0]]  # z is its input
-        found = []  # a composite layer: its inner pre-activations
-        with pre_activations.tap_inner_pre_activations(
-            pre_activations.inner_pre_activation_layers(target), found.append
-        ):
-            target(*args, **kwargs)
-        return found
+        # A composite layer: its inner pre-activations.
+        return pre_activations.inner_pre_activations(
+            target,
+            pre_activations.inner_pre_activation_layers(target),
+            *args,
+            **kwargs,
+        )
 
     def call(self, *args, **kwargs):
         (target,) = self._target

@@ -229,6 +229,15 @@ def tap_inner_pre_activations(layers, take):
             layer.activation = activation
 
 
+def inner_pre_activations(layer, inner_layers, *args, **kwargs):
+    """Calls a composite `layer` and returns the list of z's of its
+    `inner_layers` (see `inner_pre_activation_layers`) in that call."""
+    found = []
+    with tap_inner_pre_activations(inner_layers, found.append):
+        layer(*args, **kwargs)
+    return found
+
+
 def affine_output(layer, *args, **kwargs):
     """Calls an `"affine"` layer with a linear activation: returns z.
 

@@ -140,12 +140,9 @@ class InnerPreActivationRegularizer(PSPLayerMixin, keras.layers.Wrapper):
 
     def pre_activation(self, inputs, *args, **kwargs):
         """Returns the list of inner pre-activations z for these inputs."""
-        found = []
-        with pre_activations.tap_inner_pre_activations(
-            self._inner_layers(), found.append
-        ):
-            self.layer(inputs, *args, **kwargs)
-        return found
+        return pre_activations.inner_pre_activations(
+            self.layer, self._inner_layers(), inputs, *args, **kwargs
+        )
 
     def compute_mask(self, inputs, mask=None):
         return self.layer.compute_mask(inputs, mask)
