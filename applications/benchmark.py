@@ -1,6 +1,6 @@
 """Measure what PSP and the ⟨z²⟩ monitor cost in training speed.
 
-    python applications/benchmark.py [--model lenet5] [--epochs 3]
+    python -m applications.benchmark [--model lenet5] [--rounds 3]
 
 Trains the same model on the same data (synthetic, so no data set is
 needed) in several variants, interleaved round by round (in a rotating
@@ -19,20 +19,17 @@ It also times the monitor's own work (its forward pass and reductions)
 within each `psp+monitor` epoch and reports it as a share of that epoch.
 
 Prints a markdown table and writes it, with the settings, to `--out`
-(JSON) when given.
+(JSON) when given. The default (LeNet-5, 6000 images, 3 rounds) takes
+about a minute on a 2-core CPU (TensorFlow backend, 2026-11-25: 58 s).
 """
 
-import argparse
-import os
 import platform
 import statistics
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from applications.train import _positive_int  # noqa: E402
-from applications.train import write_json  # noqa: E402
+import applications
+from applications import arguments
+from applications.run_dir import write_json
 
 SHAPES = {
     "lenet5": (28, 28, 1),
@@ -44,18 +41,20 @@ VARIANTS = ("none", "psp", "psp+monitor", "l2")
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = arguments.parser("applications.benchmark", __doc__)
     parser.add_argument("--model", choices=sorted(SHAPES), default="lenet5")
     parser.add_argument(
         "--examples",
-        type=_positive_int,
+        type=arguments.positive_int,
         default=6000,
         help="synthetic training images per epoch",
     )
-    parser.add_argument("--batch-size", type=_positive_int, default=100)
+    parser.add_argument(
+        "--batch-size", type=arguments.positive_int, default=100
+    )
     parser.add_argument(
         "--rounds",
-        type=_positive_int,
+        type=arguments.positive_int,
         default=3,
         help="timed epochs per variant (after one warm-up)",
     )
@@ -63,12 +62,18 @@ def parse_args(argv=None):
         "--jit-compile", choices=("auto", "on", "off"), default="auto"
     )
     parser.add_argument("--mixed-precision", action="store_true")
-    parser.add_argument("--out", default=None)
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="also write the table and settings to this JSON file "
+        "(default: print only)",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    applications.quiet_tensorflow()
     import keras
     import numpy as np
 

@@ -1,6 +1,6 @@
 """Quick start: LeNet-5 on MNIST with PSP and with L2, a few epochs each.
 
-    python applications/quickstart.py [--epochs 3] [--data-dir DIR]
+    python -m applications.quickstart [--epochs 3] [--data-dir DIR]
 
 Reads MNIST with `keras_psp.datasets` (tensorflow-datasets) from a local
 data dir (`--data-dir`, else `TFDS_DATA_DIR`, else tfds' default); on
@@ -9,45 +9,47 @@ model's test error and the PSP term of the loss. Settings follow the
 paper's MNIST experiment: SGD lr 0.1, batch 100; L2 as SGD weight decay
 1e-4 on all parameters (the authors' baseline); PSP λ = 1e-3 in the
 authors' normalization (mean of z² per layer, λ divided by the number of
-regularized layers).
+regularized layers). The default (3 epochs each, all of MNIST) takes
+about 2 minutes on a 2-core CPU (TensorFlow backend, 2026-11-23: 110 s).
 """
 
-import argparse
-import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import keras
-
-from applications.train import _positive_int
-from applications.train import load_splits
-from keras_psp.models import LeNet5
+import applications
+from applications import arguments
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--epochs", type=_positive_int, default=3)
-    parser.add_argument("--batch-size", type=_positive_int, default=100)
+    parser = arguments.parser("applications.quickstart", __doc__)
+    parser.add_argument("--epochs", type=arguments.positive_int, default=3)
+    parser.add_argument(
+        "--batch-size", type=arguments.positive_int, default=100
+    )
     parser.add_argument(
         "--train-examples",
-        type=_positive_int,
+        type=arguments.positive_int,
         default=None,
         help="use only the first N training images (default: all 60,000)",
     )
     parser.add_argument(
         "--test-examples",
-        type=_positive_int,
+        type=arguments.positive_int,
         default=None,
         help="evaluate on the first N test images (default: all 10,000)",
     )
-    parser.add_argument("--data-dir", default=os.environ.get("TFDS_DATA_DIR"))
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="tfds data dir (default: TFDS_DATA_DIR, else tfds' own)",
+    )
+    parser.add_argument("--seed", type=arguments.seed, default=1)
     return parser.parse_args(argv)
 
 
 def train(model, weight_decay, train_data, test_data, epochs):
+    import keras
+
     model.compile(
         optimizer=keras.optimizers.SGD(0.1, weight_decay=weight_decay),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -67,8 +69,25 @@ def train(model, weight_decay, train_data, test_data, epochs):
 
 def main(argv=None):
     args = parse_args(argv)
+    applications.quiet_tensorflow()
+    import keras
+
+    from keras_psp import datasets
+    from keras_psp.models import LeNet5
+
     keras.utils.set_random_seed(args.seed)
-    splits = load_splits(args, "mnist")
+    try:
+        splits = datasets.load(
+            "mnist",
+            args.batch_size,
+            data_dir=args.data_dir,
+            seed=args.seed,
+            train_examples=args.train_examples,
+            test_examples=args.test_examples,
+            test_batch_size=1000,
+        )
+    except datasets.DatasetUnavailableError as error:
+        sys.exit(f"error: {error}")
     train_data, test_data = splits.train, splits.test
     print(f"keras {keras.__version__}, backend {keras.backend.backend()}")
 

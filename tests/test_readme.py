@@ -11,13 +11,26 @@ def _blocks(language):
     return re.findall(rf"```{language}\n(.*?)```", README, flags=re.S)
 
 
-def test_readme_opens_with_the_two_commands_that_ci_runs():
-    setup, tests = _blocks("bash")[0].strip().splitlines()
+def test_readme_opens_with_the_user_path_then_the_two_commands_ci_runs():
+    user, ci_commands = _blocks("bash")[:2]
+    assert README.index("## Install and run") < README.index(user)
+    assert "KERAS_BACKEND=" in user and "[tf,tfds]" in user
+    setup, tests = ci_commands.strip().splitlines()
     ci = (ROOT / ".ci" / "run").read_text()
-    install = setup.split(" && python applications/")[0]
+    install = setup.split(" && python -m applications.")[0]
+    assert setup.endswith("&& python -m applications.train")
     for step in install.split(" && "):
         assert step in ci.splitlines()
     assert tests in ci.splitlines()
+
+
+def test_readme_names_every_extra_of_setup_cfg():
+    import configparser
+
+    setup = configparser.ConfigParser()
+    setup.read(ROOT / "setup.cfg")
+    for extra in setup["options.extras_require"]:
+        assert f"`[{extra}]`" in README, extra
 
 
 def test_usage_example_runs():

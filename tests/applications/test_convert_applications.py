@@ -27,7 +27,7 @@ def test_sweep_row_and_resume(tmp_path, monkeypatch):
 
     table = output.read_text()
     assert f"backend {keras.backend.backend()}" in table
-    assert "python applications/convert_applications.py --models" in table
+    assert "python -m applications.convert_applications --models" in table
     assert "| MobileNet | 32x32 | 91 | 28 | 28 | yes (" in table
     assert "1 of 1 models pass every check" in table
     saved = json.loads((tmp_path / "table.json").read_text())

@@ -7,15 +7,16 @@ import time
 
 import pytest
 
+from applications import experiments
 from applications import reproduce
-from applications import train
+from applications import run_dir as run_dirs
 from tests.helpers import tfds_data
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 
 
 def _tiny_argv(tmp_path, experiments, seeds, examples):
-    """reproduce.py arguments for 1-epoch runs on `examples` training
+    """`applications.reproduce` arguments for 1-epoch runs on `examples` training
     images (the whole test split: the mock data sets are small)."""
     return [
         "--experiments",
@@ -134,7 +135,8 @@ def test_tiny_reproduction_writes_tables_and_plots(tmp_path, capsys):
     fresh = subprocess.run(
         [
             sys.executable,
-            os.path.join(ROOT, "applications", "reproduce.py"),
+            "-m",
+            "applications.reproduce",
             "--report-only",
             *argv,
         ],
@@ -169,11 +171,9 @@ def test_tiny_reproduction_writes_tables_and_plots(tmp_path, capsys):
 
 def test_runs_held_by_another_process_are_skipped(tmp_path, capsys):
     argv = _tiny_argv(tmp_path, ["fashion_mnist"], 1, 100)
-    (_, _, held), (_, _, free) = list(
-        reproduce.configurations(reproduce.parse_args(argv))
-    )
+    (_, _, held), (_, _, free) = reproduce.parse_args(argv).runs
     os.makedirs(held.run_dir)
-    with train.run_lock(held.run_dir):
+    with run_dirs.run_lock(held.run_dir):
         with tfds_data("fashion_mnist", num_examples=100):
             rows, _ = reproduce.main(argv)
     assert "skipped:" in capsys.readouterr().out
@@ -189,13 +189,16 @@ def test_failed_runs_are_reported_as_failed_not_as_results(
 ):
     # PSP with λ = 1e4 diverges in its first batches: a failed run.
     monkeypatch.setitem(
-        reproduce.EXPERIMENTS,
+        experiments.EXPERIMENTS,
         "diverging",
         [("mnist", "lenet5", 1, {"l2": 1e-4, "psp": 1e4})],
     )
     argv = _tiny_argv(tmp_path, ["diverging"], 1, 300)
     with tfds_data("mnist", num_examples=300):
-        rows, pairs = reproduce.main(argv)
+        with pytest.raises(SystemExit) as error:
+            reproduce.main(argv)
+    assert error.value.code == f"error: 1 run(s) failed; see {tmp_path}/out"
+    rows, pairs, _ = reproduce.run(reproduce.parse_args(argv), "command")
     assert [r["regime"] for r in rows] == ["l2"] and pairs == []
     summary = (tmp_path / "out" / "summary.md").read_text()
     tables, listed = summary.split("Failed runs")
@@ -220,10 +223,11 @@ def test_failed_runs_are_reported_as_failed_not_as_results(
         return [(r["regime"], r["per_seed"]) for r in rows]
 
     with tfds_data("mnist", num_examples=300):
-        again, no_pairs = reproduce.main(argv)
+        again, no_pairs, _ = reproduce.run(reproduce.parse_args(argv), "")
     assert per_seed(again) == per_seed(rows) and no_pairs == []
     shutil.rmtree(tmp_path / "runs")
-    from_records, no_pairs = reproduce.main(["--report-only", *argv])
+    report_only = reproduce.parse_args(["--report-only", *argv])
+    from_records, no_pairs, _ = reproduce.run(report_only, "")
     assert per_seed(from_records) == per_seed(rows) and no_pairs == []
     assert (
         json.loads((tmp_path / "out" / "summary.json").read_text())["failed"]

@@ -1,8 +1,6 @@
 import json
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -10,62 +8,15 @@ import time
 import pytest
 import tensorflow_datasets as tfds
 
+from applications import config
+from applications import provenance
+from applications import run_dir as run_dirs
 from applications import train
 from keras_psp import datasets
 from tests.helpers import tfds_data
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 TINY = ["--train-examples", "300", "--test-examples", "200", "--verbose", "0"]
-
-
-@pytest.mark.parametrize(
-    "argv, argument",
-    [
-        (["--epochs", "0"], "--epochs"),
-        (["--strength", "-1"], "--strength"),
-        (["--strength", "nan"], "--strength"),
-        (["--batch-size", "ten"], "--batch-size"),
-        (["--model", "resnet18"], "--model"),
-        (["--dataset", "cifar10"], "--model"),
-        (["--regularization", "none", "--strength", "0.1"], "--strength"),
-        (
-            ["--regularization", "l2", "--strength-schedule", "cosine"],
-            "--strength-schedule",
-        ),
-        (["--model", "vgg"], "--model"),
-    ],
-)
-def test_bad_arguments_are_argparse_errors(argv, argument, capsys):
-    with pytest.raises(SystemExit) as error:
-        train.parse_args(argv)
-    assert error.value.code == 2
-    assert argument in capsys.readouterr().err
-
-
-def test_paper_defaults():
-    mnist = train.parse_args([])
-    assert (mnist.batch_size, mnist.momentum, mnist.schedule) == (
-        100,
-        0.0,
-        "constant",
-    )
-    assert mnist.strength == 1e-3 and mnist.reduction == "mean"
-    cifar = train.parse_args(
-        [
-            "--model",
-            "resnet18",
-            "--dataset",
-            "cifar10",
-            "--regularization",
-            "l2",
-        ]
-    )
-    assert (cifar.batch_size, cifar.momentum, cifar.schedule) == (
-        128,
-        0.9,
-        "step",
-    )
-    assert cifar.strength == 5e-4
 
 
 def test_run_writes_history_results_and_model(tmp_path):
@@ -85,28 +36,23 @@ def test_run_writes_history_results_and_model(tmp_path):
     assert saved["epochs_run"] == 2 and len(saved["test_errors"]) == 2
     assert saved["final_test_error"] == saved["test_errors"][-1]
     assert saved["best_test_error"] == min(saved["test_errors"])
+    best = saved["test_errors"].index(saved["best_test_error"])
+    assert saved["best_epoch"] == best + 1  # an epoch, from 1
+    assert saved["resumed"] is False and saved["resumed_after_epochs"] == []
     assert 0 <= saved["final_test_error"] <= 100
     assert saved["images_per_second"] > 0 and saved["wall_seconds"] > 0
     assert saved["versions"]["keras"] and saved["strength"] == 1e-3
-    env = {name: os.environ.get(name) for name in train.THREAD_VARIABLES}
+    env = {name: os.environ.get(name) for name in provenance.THREAD_VARIABLES}
     assert saved["threads"] == {"cpu_count": os.cpu_count(), **env}
-    rows = train.read_history(os.path.join(run_dir, "history.csv"))
+    rows = run_dirs.read_history(os.path.join(run_dir, "history.csv"))
     assert [int(row["epoch"]) for row in rows] == [0, 1]
     assert {"psp_loss", "z2/conv1", "z2_mean", "val_accuracy"} <= set(rows[0])
+    assert float(rows[0]["psp_strength"]) == pytest.approx(1e-3)  # λ itself
     # A finished run is not run again.
     start = time.time()
     again = train.main(["--epochs", "2", "--run-dir", run_dir, *TINY])
     assert again["final_test_error"] == saved["final_test_error"]
     assert time.time() - start < 5
-
-
-def test_run_dir_with_other_settings_is_refused(tmp_path):
-    run_dir = str(tmp_path / "run")
-    os.makedirs(run_dir)
-    with open(os.path.join(run_dir, "args.json"), "w") as f:
-        json.dump({"seed": 99}, f)
-    with pytest.raises(SystemExit, match="other settings"):
-        train.main(["--run-dir", run_dir, *TINY])
 
 
 @pytest.mark.parametrize("initializer", ["keras", "pytorch"])
@@ -131,7 +77,7 @@ def test_initializer_sets_the_starting_weights(tmp_path, initializer):
     # it must still match a run asked for with the default.
     assert settings.get("initializer", "keras") == initializer
     assert ("initializer" in settings) == (initializer != "keras")
-    name = train.run_name(train.parse_args(argv))
+    name = config.run_name(config.parse_args(argv))
     assert name.endswith("_pytorchinit_e1_seed1") == (initializer == "pytorch")
 
 
@@ -139,179 +85,12 @@ def test_run_dir_in_use_by_a_live_process_is_refused(tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     # Held through another open file: flock refuses it even to this process.
-    with train.run_lock(str(run_dir)):
+    with run_dirs.run_lock(str(run_dir)):
         with pytest.raises(SystemExit, match=f"process {os.getpid()} on "):
             train.main(["--run-dir", str(run_dir), *TINY])
         assert (run_dir / "lock").exists()  # the owner's lock is left alone
     assert not (run_dir / "results.json").exists()
     assert not (run_dir / "lock").exists()  # removed on release
-
-
-def test_lock_file_left_by_a_dead_process_is_taken(tmp_path):
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    # Whatever the file says, nobody holds its flock.
-    (run_dir / "lock").write_text(f"process {dead.pid} on some-host\n")
-    with train.run_lock(str(run_dir)):
-        owner = (run_dir / "lock").read_text()
-        assert owner == f"process {os.getpid()} on {socket.gethostname()}\n"
-        with pytest.raises(train.RunInUseError):
-            with train.run_lock(str(run_dir)):
-                pass
-    assert not (run_dir / "lock").exists()
-
-
-# Holds run_lock(argv[1]) until killed.
-LOCK_HOLDER = """
-import sys
-import time
-
-from applications import train
-
-with train.run_lock(sys.argv[1]):
-    print("held", flush=True)
-    time.sleep(120)
-"""
-
-
-def test_lock_of_a_killed_process_is_free_at_once(tmp_path):
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    holder = subprocess.Popen(
-        [sys.executable, "-c", LOCK_HOLDER, str(run_dir)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout.readline() == "held\n"
-        with pytest.raises(train.RunInUseError, match=f"process {holder.pid}"):
-            with train.run_lock(str(run_dir)):
-                pass
-    finally:
-        holder.send_signal(signal.SIGKILL)
-        holder.wait()
-    assert (run_dir / "lock").exists()  # a kill -9 leaves the file
-    with train.run_lock(str(run_dir)):
-        assert (
-            (run_dir / "lock").read_text().startswith(f"process {os.getpid()} ")
-        )
-
-
-# Answers "try <start time>" (takes run_lock(argv[1]) at that time: "won"
-# or "lost") and "release" ("released").
-LOCK_RACER = """
-import sys
-import time
-
-from applications import train
-
-lock = None
-for line in sys.stdin:
-    command, *start = line.split()
-    if command == "try":
-        while time.time() < float(start[0]):
-            pass
-        lock = train.run_lock(sys.argv[1])
-        try:
-            lock.__enter__()
-        except train.RunInUseError:
-            lock = None
-        print("won" if lock else "lost", flush=True)
-    else:
-        if lock is not None:
-            lock.__exit__(None, None, None)
-        print("released", flush=True)
-"""
-
-
-def test_racing_processes_one_wins_each_round(tmp_path):
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    racers = [
-        subprocess.Popen(
-            [sys.executable, "-c", LOCK_RACER, str(run_dir)],
-            cwd=ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(3)
-    ]
-
-    def tell(command):
-        for racer in racers:
-            racer.stdin.write(f"{command}\n")
-            racer.stdin.flush()
-        return [racer.stdout.readline().strip() for racer in racers]
-
-    try:
-        for round in range(50):
-            # The winner holds the lock until every racer has tried.
-            answers = tell(f"try {time.time() + 0.01}")
-            assert sorted(answers) == ["lost", "lost", "won"], (round, answers)
-            assert tell("release") == ["released"] * 3
-    finally:
-        for racer in racers:
-            racer.stdin.close()
-            racer.wait(timeout=60)
-    assert not (run_dir / "lock").exists()
-
-
-# From argv[2] (a time) for argv[3] seconds: take run_lock(argv[1]) and
-# let it go again, as often as it can; prints how often it held it, and
-# how often another racer held it at the same time.
-LOCK_HAMMER = """
-import os
-import sys
-import time
-
-from applications import train
-
-run_dir, start, seconds = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
-marker = os.path.join(run_dir, "held")
-while time.time() < start:
-    pass
-held = overlaps = 0
-while time.time() < start + seconds:
-    try:
-        with train.run_lock(run_dir):
-            held += 1
-            try:
-                os.close(os.open(marker, os.O_CREAT | os.O_EXCL))
-            except FileExistsError:
-                overlaps += 1
-                continue
-            os.remove(marker)
-    except train.RunInUseError:
-        pass
-print(held, overlaps)
-"""
-
-
-def test_racing_processes_never_hold_a_run_dir_together(tmp_path):
-    # Taking and letting go as fast as possible: the old PID-file lock
-    # let two racers hold the dir in about a quarter of their turns.
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    start = time.time() + 1.0  # when all three have started
-    racers = [
-        subprocess.Popen(
-            [sys.executable, "-c", LOCK_HAMMER, str(run_dir), str(start), "1"],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(3)
-    ]
-    counts = [racer.communicate(timeout=60)[0].split() for racer in racers]
-    held = [int(count[0]) for count in counts]
-    overlaps = [int(count[1]) for count in counts]
-    assert overlaps == [0, 0, 0]
-    assert sum(held) > 100  # they did race
-    assert not (run_dir / "lock").exists()
 
 
 def test_non_finite_loss_records_a_failed_run(tmp_path, capsys):
@@ -345,7 +124,7 @@ def test_non_finite_loss_records_a_failed_run(tmp_path, capsys):
     assert time.time() - start < 5
     # As a program: exit status 1, one line.
     program = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "applications", "train.py")] + argv,
+        [sys.executable, "-m", "applications.train", *argv],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -354,8 +133,7 @@ def test_non_finite_loss_records_a_failed_run(tmp_path, capsys):
     assert program.returncode == 1
     assert program.stderr.strip().splitlines()[-1] == message
     # train() returns it as failed (reproduce.py reports it so).
-    assert train.failed(train.train(train.parse_args(argv)))
-    assert not train.failed({"final_test_error": 1.0})  # before statuses
+    assert run_dirs.failed(train.train(config.parse_args(argv)))
 
 
 def test_missing_data_fails_fast(tmp_path, monkeypatch):
@@ -374,68 +152,273 @@ def test_missing_data_fails_fast(tmp_path, monkeypatch):
     assert time.time() - start < 30
 
 
-def test_write_json_is_atomic(tmp_path, monkeypatch):
-    path = str(tmp_path / "results.json")
-    train.write_json(path, {"a": 1})
+# Runs `python -m applications.train ARGS`, killing itself (SIGKILL, or
+# SIGINT for a Ctrl-C) at the point KILL_AT names:
+#   batch:E:B    in epoch E (from 0), after batch B (from 0);
+#   row:E        after epoch E's history row, before its backup;
+#   backup:E     after epoch E's backup, before the next epoch;
+#   writing:E    half-way through writing epoch E's backup;
+#   save         half-way through writing model.keras;
+#   results      after model.keras, before results.json;
+#   int:E:B      Ctrl-C (SIGINT) in epoch E after batch B.
+KILLER = """
+import os
+import signal
+import sys
 
-    def broken_dump(*args, **kwargs):
-        raise RuntimeError("disk full")
+import applications
 
-    monkeypatch.setattr(json, "dump", broken_dump)
-    with pytest.raises(RuntimeError):
-        train.write_json(path, {"a": 2})
-    with open(path) as f:
-        assert json.load(f) == {"a": 1}
+applications.quiet_tensorflow()  # as the program does, before Keras
+
+import keras
+
+from applications import checkpoint, run_dir, train
+
+kind, *where = os.environ["KILL_AT"].split(":")
+where = [int(w) for w in where]
+epoch = [None]
 
 
-def test_killed_run_resumes_where_it_stopped(tmp_path):
+def die(sig=signal.SIGKILL):
+    os.kill(os.getpid(), sig)
+    if sig == signal.SIGINT:
+        return  # Python raises KeyboardInterrupt at the next bytecode
+
+
+def half_write(path):
+    with open(path, "wb") as f:
+        f.write(b"PK\\x03\\x04 half a file")
+    die()
+
+
+def on_epoch_begin(self, e, logs=None):
+    epoch[0] = e
+
+
+def on_train_batch_end(self, batch, logs=None):
+    if kind in ("batch", "int") and [epoch[0], batch] == where:
+        die(signal.SIGINT if kind == "int" else signal.SIGKILL)
+
+
+checkpoint.EpochBackup.on_epoch_begin = on_epoch_begin
+checkpoint.EpochBackup.on_train_batch_end = on_train_batch_end
+backup = checkpoint.EpochBackup.on_epoch_end
+row = keras.callbacks.CSVLogger.on_epoch_end
+save_weights = keras.Model.save_weights
+write_json = run_dir.write_json
+
+
+def backup_then(self, e, logs=None):
+    backup(self, e, logs)
+    if kind == "backup" and [e] == where:
+        die()
+
+
+def row_then(self, e, logs=None):
+    row(self, e, logs)
+    if kind == "row" and [e] == where:
+        die()
+
+
+def save_weights_or_die(self, path, *args, **kwargs):
+    if kind == "writing" and [epoch[0]] == where:
+        half_write(path)
+    return save_weights(self, path, *args, **kwargs)
+
+
+def save_or_die(self, path, *args, **kwargs):
+    half_write(path)
+
+
+def write_json_or_die(path, data):
+    if kind == "results" and path.endswith("results.json"):
+        die()
+    return write_json(path, data)
+
+
+checkpoint.EpochBackup.on_epoch_end = backup_then
+keras.callbacks.CSVLogger.on_epoch_end = row_then
+keras.Model.save_weights = save_weights_or_die
+if kind == "save":
+    keras.Model.save = save_or_die
+run_dir.write_json = write_json_or_die
+train.main(sys.argv[1:])
+"""
+RUN = ["--epochs", "3", "--train-examples", "300", "--test-examples", "200"]
+
+
+def needs_mnist():
     if not tfds.builder("mnist").is_prepared():
         if os.environ.get("CI"):
             pytest.fail("CI prepares MNIST (.ci/run); it is missing")
         pytest.skip("needs the local MNIST (a subprocess cannot mock tfds)")
-    run_dir = str(tmp_path / "run")
-    command = [
-        sys.executable,
-        os.path.join(ROOT, "applications", "train.py"),
-        "--epochs",
-        "4",
-        "--run-dir",
-        run_dir,
-        "--verbose",
-        "2",
-        "--train-examples",
-        "3000",
-        "--test-examples",
-        "500",
-    ]
-    history = os.path.join(run_dir, "history.csv")
-    first = subprocess.Popen(
-        command,
+
+
+def without_log_level():
+    """The environment, less TF_CPP_MIN_LOG_LEVEL (the programs set it)."""
+    env = dict(os.environ)
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    return env
+
+
+def run_train(run_dir, kill_at="none", extra=()):
+    """`python -m applications.train` on `run_dir`, killed at `kill_at`."""
+    return subprocess.run(
+        [sys.executable, "-c", KILLER, *RUN, "--run-dir", run_dir, *extra],
         cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        capture_output=True,
         text=True,
+        timeout=300,
+        env={**without_log_level(), "KILL_AT": kill_at},
     )
-    deadline = time.time() + 240
-    while len(train.read_history(history)) < 1 and time.time() < deadline:
-        assert first.poll() is None, first.stdout.read()
-        time.sleep(0.2)
-    first.send_signal(signal.SIGKILL)
-    first.wait()
-    done = len(train.read_history(history))
-    assert 1 <= done < 4
-    assert not os.path.exists(os.path.join(run_dir, "results.json"))
-    second = subprocess.run(
-        command, cwd=ROOT, capture_output=True, text=True, timeout=300
+
+
+def finished_run(run_dir):
+    """A run dir's results, history (no timings) and model weights."""
+    import keras
+    import numpy as np
+
+    import keras_psp  # noqa: F401 (registers the PSP layers)
+
+    results = run_dirs.read_json(os.path.join(run_dir, "results.json"))
+    rows = run_dirs.read_history(os.path.join(run_dir, "history.csv"))
+    for row in rows:
+        del row["epoch_seconds"]
+    model = keras.saving.load_model(os.path.join(run_dir, "model.keras"))
+    weights = [np.asarray(w) for w in model.get_weights()]
+    return results, rows, weights
+
+
+NUMBERS = (
+    "final_test_error",
+    "best_test_error",
+    "best_epoch",
+    "test_errors",
+    "epochs_run",
+    "status",
+)
+# Where each life of the stopped run ends. TensorFlow: every point; JAX
+# and torch: one of each kind that depends on the backend (restoring the
+# weights and optimizer mid-run, the data order after a restart).
+LIVES = {
+    "tensorflow": [
+        "batch:0:1",  # mid-epoch, no backup yet: starts over
+        "row:0",  # history row written, backup not: epoch 0 again
+        "backup:0",  # backup written: resumes at epoch 1
+        "writing:1",  # backup of epoch 1 half-written: epoch 1 again
+        "batch:2:1",  # mid-epoch 2
+        "save",  # model.keras half-written
+        "results",  # model.keras written, results.json not
+    ],
+    "jax": ["backup:0", "batch:2:1", "save"],
+    "torch": ["backup:0", "batch:2:1", "save"],
+}
+
+
+def test_a_run_stopped_anywhere_ends_as_if_never_stopped(tmp_path):
+    import keras
+    import numpy as np
+
+    needs_mnist()
+    straight = str(tmp_path / "straight")
+    result = run_train(straight)
+    assert result.returncode == 0, result.stderr
+    stopped = str(tmp_path / "stopped")
+    for kill_at in LIVES[keras.backend.backend()]:
+        result = run_train(stopped, kill_at)
+        assert result.returncode == -9, (kill_at, result.stderr)
+        assert not os.path.exists(os.path.join(stopped, "results.json"))
+    result = run_train(stopped)
+    assert result.returncode == 0, result.stderr
+    expected, expected_rows, expected_weights = finished_run(straight)
+    results, rows, weights = finished_run(stopped)
+    assert {k: results[k] for k in NUMBERS} == {k: expected[k] for k in NUMBERS}
+    assert [row["epoch"] for row in rows] == ["0", "1", "2"]  # each once
+    assert rows == expected_rows  # losses, λ, ⟨z²⟩: bit for bit
+    for a, b in zip(weights, expected_weights, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert results["resumed"] and not expected["resumed"]
+    assert results["resumed_after_epochs"] and all(
+        0 < done <= 3 for done in results["resumed_after_epochs"]
     )
-    assert second.returncode == 0, second.stdout + second.stderr
-    assert "Epoch 1/4" not in second.stdout  # resumed, not restarted
-    assert [int(r["epoch"]) for r in train.read_history(history)] == [
-        0,
-        1,
-        2,
-        3,
+    # Nothing half-written is left, and the backup is gone.
+    assert sorted(os.listdir(stopped)) == sorted(os.listdir(straight))
+    assert ".tmp" not in "".join(os.listdir(stopped))
+
+
+def test_ctrl_c_ends_with_one_line_and_the_run_resumes(tmp_path):
+    needs_mnist()
+    run_dir = str(tmp_path / "run")
+    result = run_train(run_dir, "int:1:1")
+    assert result.returncode == 130, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"interrupted: run the same command again to resume {run_dir} "
+        "from its last finished epoch"
     ]
-    with open(os.path.join(run_dir, "results.json")) as f:
-        assert json.load(f)["epochs_run"] == 4
-    assert not [n for n in os.listdir(run_dir) if ".tmp" in n]
+    result = run_train(run_dir)
+    assert result.returncode == 0, result.stderr
+    results = run_dirs.read_json(os.path.join(run_dir, "results.json"))
+    assert results["resumed_after_epochs"] == [1]
+
+
+def test_a_corrupt_backup_is_named_and_can_be_discarded(tmp_path):
+    needs_mnist()
+    run_dir = str(tmp_path / "run")
+    assert run_train(run_dir, "backup:1").returncode == -9
+    backup = os.path.join(run_dir, "backup", "epoch-0002.weights.h5")
+    with open(backup, "r+b") as f:
+        f.truncate(os.path.getsize(backup) // 2)
+    result = run_train(run_dir)
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: the backup {backup} cannot be read (")
+    assert line.endswith(
+        f"run the same command with --discard-backup to start {run_dir} "
+        "over from epoch 1"
+    )
+    result = run_train(run_dir, extra=["--discard-backup"])
+    assert result.returncode == 0, result.stderr
+    results = run_dirs.read_json(os.path.join(run_dir, "results.json"))
+    assert results["epochs_run"] == 3 and results["resumed"] is False
+
+
+def test_corrupt_data_names_the_data_set(tmp_path):
+    import shutil
+
+    needs_mnist()
+    source = tfds.builder("mnist").data_dir  # .../mnist/<version>
+    version = os.path.relpath(source, os.path.dirname(os.path.dirname(source)))
+    copy = tmp_path / "data" / version
+    shutil.copytree(source, copy)
+    shard = sorted(copy.glob("mnist-train.tfrecord*"))[0]
+    with open(shard, "r+b") as f:
+        f.truncate(1000)
+    result = subprocess.run(
+        [sys.executable, "-m", "applications.train", *RUN]
+        + ["--data-dir", str(tmp_path / "data")]
+        + ["--run-dir", str(tmp_path / "run")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=without_log_level(),
+    )
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: ") and "mnist" in line
+    assert str(copy) in line
+
+
+def test_progress_bar_is_short(tmp_path, capfd):
+    run_dir = str(tmp_path / "run")
+    argv = ["--epochs", "1", "--run-dir", run_dir, *TINY[:-2]]
+    with tfds_data("mnist", num_examples=300):
+        train.main([*argv, "--verbose", "1"])
+    lines = capfd.readouterr().out.replace("\b", "\r").split("\n")
+    shown = [part for line in lines for part in line.split("\r")]
+    assert any("psp_loss" in part for part in shown)
+    assert not any("z2" in part or "epoch_seconds" in part for part in shown)
+    assert max(len(part) for part in shown) < 160
+    # What the bar leaves out is in the history.
+    (row,) = run_dirs.read_history(os.path.join(run_dir, "history.csv"))
+    assert {"z2/conv1", "epoch_seconds", "psp_strength"} <= set(row)

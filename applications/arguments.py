@@ -1,0 +1,104 @@
+"""Command-line argument types and the help formatter of the programs.
+
+Each type is an `argparse` `type=` function: it returns the value or raises
+`argparse.ArgumentTypeError`, which argparse turns into a one-line error
+naming the option, before the program writes or loads anything.
+"""
+
+import argparse
+import math
+
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def positive_int(text):
+    """An integer >= 1."""
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def seed(text):
+    """A random seed: an integer in [0, 2**31)."""
+    value = _int(text)
+    if not 0 <= value < 2**31:
+        raise argparse.ArgumentTypeError(
+            f"must be an integer in [0, 2147483647], got {value}"
+        )
+    return value
+
+
+def non_negative_float(text):
+    """A finite number >= 0 that float32 holds (weights, λ and learning
+    rates live in float32 variables: 1e300 would be inf there)."""
+    value = _float(text)
+    if not (math.isfinite(value) and 0 <= value <= FLOAT32_MAX):
+        raise argparse.ArgumentTypeError(
+            f"must be a finite number >= 0 (at most {FLOAT32_MAX:.4g}, "
+            f"float32's largest), got {text}"
+        )
+    return value
+
+
+def momentum(text):
+    """SGD momentum: a number in [0, 1)."""
+    value = _float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
+
+
+def _int(text):
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+
+
+def _float(text):
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+
+
+class HelpFormatter(
+    argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter
+):
+    """Shows every option's default, except where there is none to show
+    (None, or the help already says it); keeps the description's and
+    epilog's line breaks."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default is None or "default" in text:
+            return text
+        if action.default is argparse.SUPPRESS or not action.option_strings:
+            return text
+        if isinstance(action.default, bool) and not action.default:
+            return text  # a store_true flag: off unless given
+        return super()._get_help_string(action)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """Gives an option added without help a help line saying its default
+    (argparse shows no default on a line without help)."""
+
+    def add_argument(self, *args, **kwargs):
+        default = kwargs.get("default")
+        if "help" not in kwargs and default not in (None, False):
+            kwargs["help"] = "default: %(default)s"
+        return super().add_argument(*args, **kwargs)
+
+
+def parser(module, doc, epilog=None):
+    """The `ArgumentParser` of the program `module` (run as `python -m
+    module`), whose description is the program's docstring (its usage
+    lines and what it does) and whose help shows defaults."""
+    return ArgumentParser(
+        prog=f"python -m {module}",
+        description=doc,
+        epilog=epilog,
+        formatter_class=HelpFormatter,
+    )

@@ -1,0 +1,113 @@
+"""The reproduction's plots: test error and ⟨z²⟩ per epoch (the paper's
+Fig. 2b) and per-layer kernel histograms, L2 against PSP (Fig. 3)."""
+
+import os
+
+from applications import experiments
+from applications import run_dir as run_dirs
+
+
+def plot(found, out):
+    """Writes test_error.png, z2.png and parameters.png; returns their paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    def save(figure, name):
+        path = os.path.join(out, name)
+        tmp = f"{path}.tmp{os.getpid()}.png"
+        figure.savefig(tmp, dpi=110, bbox_inches="tight")
+        plt.close(figure)
+        os.replace(tmp, path)
+        return path
+
+    groups = sorted({(d, m) for d, m, _ in found})
+    written = []
+    for metric, name, ylabel in [
+        ("val_accuracy", "test_error.png", "test error (%)"),
+        ("z2_mean", "z2.png", "⟨z²⟩ on a held-out batch (mean over layers)"),
+    ]:
+        figure, axes = plt.subplots(
+            1, len(groups), figsize=(5 * len(groups), 4), squeeze=False
+        )
+        for axis, (dataset, model) in zip(axes[0], groups, strict=True):
+            for regime in experiments.REGIME_ORDER:
+                runs = found.get((dataset, model, regime))
+                if not runs:
+                    continue
+                curves = [
+                    [float(r[metric]) for r in rows]
+                    for _, rows, _ in runs.values()
+                ]
+                length = min(len(c) for c in curves)
+                curves = np.array([c[:length] for c in curves])
+                if metric == "val_accuracy":
+                    curves = 100 * (1 - curves)
+                epochs = np.arange(1, length + 1)
+                mean = curves.mean(axis=0)
+                seeds = f"{len(curves)} seed{'s' if len(curves) > 1 else ''}"
+                axis.plot(epochs, mean, label=f"{regime} ({seeds}, mean)")
+                axis.fill_between(
+                    epochs, curves.min(axis=0), curves.max(axis=0), alpha=0.2
+                )
+            axis.set_title(f"{model} on {dataset}")
+            axis.set_xlabel("epoch")
+            axis.set_ylabel(ylabel)
+            if metric == "z2_mean":
+                axis.set_yscale("log")
+            axis.legend()
+        written.append(save(figure, name))
+
+    pairs = [
+        (d, m)
+        for d, m in groups
+        if (d, m, "l2") in found and (d, m, "psp") in found
+    ]
+    if pairs:
+        # One row per data set and model: each layer's kernel values, L2
+        # against PSP, on the lowest seed both have (the paper's Fig. 3).
+        histograms = {}
+        for dataset, model in pairs:
+            seed = min(
+                set(found[(dataset, model, "l2")])
+                & set(found[(dataset, model, "psp")])
+                or found[(dataset, model, "psp")]
+            )
+            for regime in ("l2", "psp"):
+                runs = found[(dataset, model, regime)]
+                _, _, record_dir = runs.get(seed, runs[min(runs)])
+                layers = run_dirs.read_json(
+                    os.path.join(record_dir, "parameters.json")
+                )
+                histograms[(dataset, model, regime)] = (seed, layers)
+        columns = max(len(h[1]) for h in histograms.values())
+        figure, axes = plt.subplots(
+            len(pairs),
+            columns,
+            figsize=(4 * columns, 3.5 * len(pairs)),
+            squeeze=False,
+        )
+        for row, (dataset, model) in zip(axes, pairs, strict=True):
+            for regime in ("l2", "psp"):
+                seed, layers = histograms[(dataset, model, regime)]
+                for axis, layer in zip(row, layers, strict=False):
+                    counts = np.asarray(layer["counts"], dtype=float)
+                    edges = np.asarray(layer["edges"])
+                    density = counts / (counts.sum() * np.diff(edges))
+                    axis.stairs(
+                        density,
+                        edges,
+                        fill=True,
+                        alpha=0.5,
+                        label=f"{regime}, seed {seed}",
+                    )
+                    axis.set_title(f"{dataset}: {layer['layer']}")
+                    axis.set_yscale("log")
+                    axis.set_xlabel("kernel value")
+            for axis in row:
+                axis.legend()
+        figure.suptitle("kernel values per layer, L2 vs PSP")
+        written.append(save(figure, "parameters.png"))
+    return written

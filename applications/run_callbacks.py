@@ -1,0 +1,63 @@
+"""The callbacks a training run adds to Keras' own: where a non-finite
+loss stopped it, how long each epoch took, and a short progress bar."""
+
+import time
+
+import keras
+
+PROGRESS_KEYS = ("loss", "psp_loss", "accuracy")
+
+
+class TerminateOnNaN(keras.callbacks.TerminateOnNaN):
+    """`keras.callbacks.TerminateOnNaN` (stops the run at the first batch
+    whose loss is not finite), remembering where: `failure` is then
+    "non-finite loss (nan) at epoch E batch B" (both from 1), else None."""
+
+    failure = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_batch_end(self, batch, logs=None):
+        super().on_batch_end(batch, logs)
+        if self.model.stop_training and self.failure is None:
+            loss = float((logs or {}).get("loss", float("nan")))
+            self.failure = (
+                f"non-finite loss ({loss}) at epoch {self.epoch + 1} "
+                f"batch {batch + 1}"
+            )
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Adds `epoch_seconds` (training and evaluation) to the epoch's logs."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["epoch_seconds"] = time.perf_counter() - self.start
+
+
+class ShortProgbar(keras.callbacks.ProgbarLogger):
+    """Keras' progress bar showing only `keys` (and their `val_` twins):
+    the per-layer ⟨z²⟩, λ and timings stay in the CSV and TensorBoard
+    logs, and a line fits a terminal. Follows `fit`'s `verbose`."""
+
+    def __init__(self, keys=PROGRESS_KEYS):
+        super().__init__()
+        self.keys = tuple(keys) + tuple(f"val_{key}" for key in keys)
+
+    def _short(self, logs):
+        return {k: v for k, v in (logs or {}).items() if k in self.keys}
+
+    def on_train_batch_end(self, batch, logs=None):
+        super().on_train_batch_end(batch, self._short(logs))
+
+    def on_test_batch_end(self, batch, logs=None):
+        super().on_test_batch_end(batch, self._short(logs))
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, self._short(logs))
+
+    def on_test_end(self, logs=None):
+        super().on_test_end(self._short(logs))

@@ -1,0 +1,176 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from applications import config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+
+
+@pytest.mark.parametrize(
+    "argv, argument",
+    [
+        (["--epochs", "0"], "--epochs"),
+        (["--strength", "-1"], "--strength"),
+        (["--strength", "nan"], "--strength"),
+        (["--strength", "1e300"], "--strength"),  # inf in float32
+        (["--lr", "1e39"], "--lr"),
+        (["--batch-size", "ten"], "--batch-size"),
+        (["--momentum", "2"], "--momentum"),
+        (["--momentum", "-0.1"], "--momentum"),
+        (["--momentum", "1"], "--momentum"),
+        (["--seed", "-1"], "--seed"),
+        (["--seed", "2147483648"], "--seed"),
+        (["--seed", "1.5"], "--seed"),
+        (["--model", "resnet18"], "--model"),
+        (["--dataset", "cifar10"], "--model"),
+        (["--regularization", "none", "--strength", "0.1"], "--strength"),
+        (
+            ["--regularization", "l2", "--strength-schedule", "cosine"],
+            "--strength-schedule",
+        ),
+        (["--model", "vgg"], "--model"),
+        (["--epocs", "3"], "--epocs"),  # a typo
+    ],
+)
+def test_bad_arguments_are_argparse_errors(argv, argument, tmp_path, capsys):
+    run_dir = str(tmp_path / "run")
+    with pytest.raises(SystemExit) as error:
+        config.parse_args([*argv, "--run-dir", run_dir])
+    assert error.value.code == 2
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert argument in message and "error:" in message
+    assert not os.path.exists(run_dir)  # checked before anything is written
+
+
+def test_paper_defaults(tmp_path):
+    os.chdir(tmp_path)
+    mnist = config.parse_args([])
+    assert (mnist.batch_size, mnist.momentum, mnist.schedule) == (
+        100,
+        0.0,
+        "constant",
+    )
+    assert mnist.strength == 1e-3 and mnist.reduction == "mean"
+    assert mnist.run_dir == os.path.join(
+        "runs", "lenet5_mnist_psp0.001_mean_e5_seed1"
+    )
+    cifar = config.parse_args(
+        [
+            "--model",
+            "resnet18",
+            "--dataset",
+            "cifar10",
+            "--regularization",
+            "l2",
+        ]
+    )
+    assert (cifar.batch_size, cifar.momentum, cifar.schedule) == (
+        128,
+        0.9,
+        "step",
+    )
+    assert cifar.strength == 5e-4
+    assert not os.path.exists("runs")
+
+
+@pytest.mark.parametrize("kind", ["file", "inside a file"])
+def test_run_dir_that_cannot_be_a_dir_is_an_argparse_error(
+    tmp_path, capsys, kind
+):
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    run_dir = a_file if kind == "file" else a_file / "run"
+    with pytest.raises(SystemExit) as error:
+        config.parse_args(["--run-dir", str(run_dir)])
+    assert error.value.code == 2
+    assert "argument --run-dir:" in capsys.readouterr().err
+    assert a_file.read_text() == ""
+
+
+def started_run(tmp_path, settings, backend=None):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    recorded = dict(settings)
+    if backend:
+        recorded["backend"] = backend
+    (run_dir / "args.json").write_text(json.dumps(recorded))
+    (run_dir / "history.csv").write_text("epoch,loss\n0,1.0\n")
+    return str(run_dir)
+
+
+def test_run_dir_of_a_started_run_with_other_settings_is_refused(
+    tmp_path, capsys
+):
+    settings = config.run_settings(config.parse_args(["--run-dir", "x"]))
+    run_dir = started_run(tmp_path, {**settings, "seed": 99})
+    with pytest.raises(SystemExit) as error:
+        config.parse_args(["--run-dir", run_dir])
+    assert error.value.code == 2
+    message = capsys.readouterr().err
+    assert "argument --run-dir:" in message and "(seed)" in message
+    # The same settings resume it.
+    config.parse_args(["--run-dir", run_dir, "--seed", "99"])
+
+
+def test_args_json_of_a_run_that_trained_nothing_does_not_bind(tmp_path):
+    # A run that stopped before its first epoch (bad data, Ctrl-C) leaves
+    # args.json: the corrected command takes the dir.
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "args.json").write_text(json.dumps({"momentum": 2.0}))
+    args = config.parse_args(["--run-dir", str(run_dir)])
+    assert args.momentum == 0.0
+
+
+def test_resuming_on_another_backend_is_an_argparse_error(tmp_path):
+    import keras
+
+    here = keras.backend.backend()
+    other = "jax" if here != "jax" else "torch"
+    settings = config.run_settings(config.parse_args(["--run-dir", "x"]))
+    run_dir = started_run(tmp_path, settings, backend=other)
+    program = subprocess.run(
+        [sys.executable, "-m", "applications.train", "--run-dir", run_dir],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "KERAS_BACKEND": here},
+    )
+    assert program.returncode == 2
+    assert (
+        program.stderr.strip()
+        .splitlines()[-1]
+        .endswith(
+            f"error: argument --backend: {run_dir} was started on {other}; "
+            f"resume it with --backend {other} (or KERAS_BACKEND={other})"
+        )
+    )
+    # A finished run is reported on any backend.
+    (tmp_path / "run" / "results.json").write_text("{}")
+    config.parse_args(["--run-dir", run_dir])
+
+
+def test_run_config_checks_like_the_command_line(tmp_path):
+    run = config.run_config(
+        runs_dir=str(tmp_path), dataset="fashion_mnist", regularization="l2"
+    )
+    assert run.strength == 1e-4 and run.batch_size == 100
+    assert run.run_dir == str(
+        tmp_path / "lenet5_fashion_mnist_l20.0001_e5_seed1"
+    )
+    with pytest.raises(ValueError, match="argument --model: resnet18"):
+        config.run_config(model="resnet18")
+    with pytest.raises(ValueError, match="unknown run setting 'epoch'"):
+        config.run_config(epoch=3)
+
+
+def test_same_run_ignores_the_backend():
+    args = config.parse_args(["--run-dir", "x"])
+    settings = config.run_settings(args)
+    assert config.same_run({**settings, "backend": "jax"}, args)
+    assert not config.same_run({**settings, "seed": 2}, args)
