@@ -10,10 +10,26 @@ The data is read with tensorflow-datasets from a local data dir: the
 that is not there is downloaded by tfds as usual when its host can be
 reached; when it cannot, `load` fails within seconds with a message saying
 what to set, instead of tfds retrying for minutes.
+
+Resuming: with `epochs=` (and `initial_epoch=`, as in `Model.fit`), `load`
+returns a training set holding epochs `initial_epoch, ..., epochs - 1`
+back to back, whose epoch `e` (order and CIFAR-10 crops and flips) is a
+function of `(seed, e)` only; a run killed and restarted at epoch `e` in a
+new process sees the same data as if it had not stopped. Without
+`epochs`, the training set is one epoch reshuffled at each iteration, and
+a new process starts again from the first epoch's order.
+
+A damaged data dir (a truncated or corrupt tfrecord file) makes reading fail
+with a `tf.errors.DataLossError` that names neither the data set nor the
+file: run the training inside `with reading(name, data_dir):` to get a
+`DatasetCorruptError` that does, and says how to rebuild it.
 """
 
 import collections
+import contextlib
+import math
 import os
+import re
 import socket
 import threading
 
@@ -55,13 +71,42 @@ Splits.__doc__ = """What `load` returns.
 
 `train`, `validation` (None without a validation split) and `test` are
 batched `tf.data.Dataset`s of `(image, label)`; `info` is a dict with
-`name`, `input_shape`, `classes`, `mean`, `std` and the number of
+`name`, `input_shape`, `classes`, `mean`, `std`, the number of
 examples of each split (`train_examples`, `validation_examples`,
-`test_examples`)."""
+`test_examples`) and `steps_per_epoch`, the number of training batches in
+one epoch (`ceil(train_examples / batch_size)`)."""
+
+# Files that tfds downloads for each data set (see its url_checksums): put
+# in a folder and passed as `manual_dir`, they let tfds prepare the data
+# set with no network.
+_ORIGINAL_FILES = {
+    "mnist": "train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
+    "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz",
+    "fashion_mnist": "train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
+    "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz",
+    "cifar10": "cifar-10-binary.tar.gz",
+}
+
+
+def _how_to_prepare(name, data_dir):
+    """One sentence: the tfds calls that prepare `name` in `data_dir`."""
+    return (
+        f"prepare it with tfds' own builder, on a machine with network "
+        f"access (`tfds.builder('{name}', data_dir={data_dir!r})"
+        ".download_and_prepare()`) or offline from its original files "
+        f"({_ORIGINAL_FILES[name]}) in a folder FILES "
+        f"(`tfds.builder('{name}', data_dir={data_dir!r})"
+        ".download_and_prepare(download_config=tfds.download.DownloadConfig("
+        "manual_dir=FILES, try_download_gcs=False))`)"
+    )
 
 
 class DatasetUnavailableError(RuntimeError):
     """The data set is not in the data dir and cannot be downloaded."""
+
+
+class DatasetCorruptError(RuntimeError):
+    """A file of the prepared data set cannot be read (see `reading`)."""
 
 
 def _reachable(host, timeout=5.0):
@@ -112,23 +157,98 @@ def prepared_builder(name, data_dir=None, download=True):
         builder.download_and_prepare()
         return builder
     why = "downloading is off" if not download else f"{host} cannot be reached"
+    root = os.fspath(builder.data_dir_root)
     raise DatasetUnavailableError(
-        f"Data set '{name}' is not prepared in the tfds data dir "
-        f"{builder.data_dir_root} and {why}. Set `data_dir=` (or the "
-        "TFDS_DATA_DIR environment variable) to a tfds data dir that holds "
-        "it, or prepare it there on a machine with network access "
-        f"(`tfds.builder('{name}', data_dir=DIR).download_and_prepare()`). "
-        "MNIST and Fashion-MNIST can be prepared offline from their "
-        "original files: python ../shared/datasets/prepare_tfds.py DIR."
+        f"Data set '{name}' is not prepared in the tfds data dir {root} and "
+        f"{why}. Set `data_dir=` (or the TFDS_DATA_DIR environment variable) "
+        "to a tfds data dir that holds it, or "
+        f"{_how_to_prepare(name, root)}."
     )
 
 
-def _num_examples(builder, split, read):
+@contextlib.contextmanager
+def reading(name, data_dir=None):
+    """Reports a damaged data set as a `DatasetCorruptError`.
+
+    tf.data reports a truncated or corrupt tfrecord file with a long
+    `tf.errors.DataLossError` that names neither the data set nor its
+    directory. Inside this context such an error becomes a
+    `DatasetCorruptError` whose one-line message names the data set, the
+    directory of its files and how to rebuild it; other errors pass
+    through unchanged. Load the data set again after such an error: a
+    dataset whose reading failed may keep a partial in-memory cache.
+
+    Args:
+        name: the data set read inside the context (as given to `load`).
+        data_dir: the tfds data dir given to `load` (default
+            `TFDS_DATA_DIR`, else tfds' own).
+
+    Example:
+
+    ```python
+    with keras_psp.datasets.reading("mnist"):
+        model.fit(splits.train, epochs=5)
+    ```
+    """
+    import tensorflow as tf
+
+    if name not in DATASETS:
+        raise ValueError(
+            f"Argument `name` must be one of {sorted(DATASETS)}. "
+            f"Received: name={name!r}."
+        )
+    try:
+        yield
+    except tf.errors.DataLossError as error:
+        raise _corrupt(name, data_dir, error) from None
+
+
+def _corrupt(name, data_dir, error):
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder(
+        name, data_dir=data_dir or os.environ.get("TFDS_DATA_DIR") or None
+    )
+    # TF's message: "{{function_node ...}} what failed\n[[{{node ...}}]]
+    # [Op:...] name: "; keep what failed.
+    detail = getattr(error, "message", str(error))
+    detail = re.sub(r"\[\[.*?\]\]|\{\{.*?\}\}|\[Op:[^\]]*\]|name:", "", detail)
+    detail = " ".join(detail.split())[:200]
+    root = os.fspath(builder.data_dir_root)
+    return DatasetCorruptError(
+        f"Data set '{name}' in {builder.data_dir} cannot be read: a file "
+        f"there is truncated or corrupt ({detail}). Delete that directory "
+        f"and {_how_to_prepare(name, root)}."
+    )
+
+
+def _num_examples(name, data_dir, builder, split, read):
     try:
         return builder.info.splits[split].num_examples
     except KeyError:
         # Builders without split metadata (tfds' mock data): count.
-        return int(read(split).reduce(0, lambda count, _: count + 1))
+        with reading(name, data_dir):
+            return int(read(split).reduce(0, lambda count, _: count + 1))
+
+
+def _validate_epochs(epochs, initial_epoch):
+    validate_positive_int(epochs, "epochs", allow_none=True)
+    if not isinstance(initial_epoch, int) or isinstance(initial_epoch, bool):
+        raise ValueError(
+            "Argument `initial_epoch` must be an integer. Received: "
+            f"initial_epoch={initial_epoch!r}."
+        )
+    if epochs is None and initial_epoch != 0:
+        raise ValueError(
+            "Argument `initial_epoch` must be 0 when `epochs` is None "
+            "(resuming needs `epochs`). Received: "
+            f"initial_epoch={initial_epoch!r}."
+        )
+    if epochs is not None and not 0 <= initial_epoch <= epochs:
+        raise ValueError(
+            f"Argument `initial_epoch` must be in [0, epochs={epochs}]. "
+            f"Received: initial_epoch={initial_epoch!r}."
+        )
 
 
 def load(
@@ -144,18 +264,24 @@ def load(
     train_examples=None,
     test_examples=None,
     download=True,
+    epochs=None,
+    initial_epoch=0,
 ):
     """Loads a data set as batched, preprocessed `tf.data` pipelines.
 
     Args:
         name: `"mnist"`, `"fashion_mnist"` or `"cifar10"`.
-        batch_size: training batch size (the last batch may be smaller).
+        batch_size: training batch size (the last batch of each epoch may
+            be smaller).
         data_dir: tfds data dir; default `TFDS_DATA_DIR`, else tfds' own.
         validation_split: fraction of the training set (the last part, in
             tfds order) held out as a validation set, in `[0, 1)`.
         seed: seed of the shuffling and of the augmentation; the same seed
-            gives the same order and the same crops and flips.
-        shuffle: whether to reshuffle the training set each epoch.
+            gives the same order and the same crops and flips. With
+            `epochs`, an integer; the order and augmentation then depend on
+            `seed` and the epoch only (not on TF's global seed).
+        shuffle: whether to reshuffle the training set each epoch; if
+            False, every epoch is in tfds order.
         augment: whether to augment CIFAR-10 training images (pad 4, random
             crop, horizontal flip); validation and test images never are.
             MNIST and Fashion-MNIST are not augmented.
@@ -166,15 +292,53 @@ def load(
         test_examples: use only the first N test examples.
         download: let tfds download a missing data set when its host can be
             reached (see `prepared_builder`).
+        epochs: None (default) or the total number of epochs of the
+            training run, as given to `Model.fit`. If None, `train` is one
+            epoch, reshuffled (and re-augmented) at each iteration: its
+            order is reproducible from `seed` within a process, but a new
+            process starts again from the first epoch's order, so a run
+            resumed at epoch `k` replays epoch 0's order. If given, `train`
+            holds epochs `initial_epoch, ..., epochs - 1` one after the
+            other, each batched on its own (no batch spans two epochs), and
+            the order and augmentation of epoch `e` are a function of
+            `(seed, e)` only: the same whatever `initial_epoch` and in any
+            process. Pass `steps_per_epoch=info["steps_per_epoch"]` to
+            `Model.fit` (see the example).
+        initial_epoch: the epoch to start at, in `[0, epochs]`, as given to
+            `Model.fit` (a run resumed after its epoch `k - 1` was saved
+            passes `k`; `epochs` leaves an empty training set). Needs
+            `epochs`.
 
     Returns:
-        A `Splits(train, validation, test, info)` namedtuple.
+        A `Splits(train, validation, test, info)` namedtuple. With
+        `epochs`, `train` has a known cardinality,
+        `(epochs - initial_epoch) * info["steps_per_epoch"]`.
+
+    Raises:
+        ValueError: a bad argument (the message names it).
+        DatasetUnavailableError: see `prepared_builder`.
 
     Example:
 
     ```python
     splits = keras_psp.datasets.load("mnist", batch_size=100)
     model.fit(splits.train, validation_data=splits.test, epochs=50)
+    ```
+
+    Resumable (`initial_epoch` = the number of epochs already done, e.g.
+    read from the last checkpoint):
+
+    ```python
+    splits = keras_psp.datasets.load(
+        "mnist", batch_size=100, epochs=50, initial_epoch=initial_epoch
+    )
+    model.fit(
+        splits.train,
+        validation_data=splits.test,
+        epochs=50,
+        initial_epoch=initial_epoch,
+        steps_per_epoch=splits.info["steps_per_epoch"],
+    )
     ```
     """
     import tensorflow as tf
@@ -188,6 +352,14 @@ def load(
             "Argument `validation_split` must be in [0, 1). Received: "
             f"validation_split={validation_split!r}."
         )
+    _validate_epochs(epochs, initial_epoch)
+    if epochs is not None and (
+        not isinstance(seed, int) or isinstance(seed, bool)
+    ):
+        raise ValueError(
+            "Argument `seed` must be an integer when `epochs` is given. "
+            f"Received: seed={seed!r}."
+        )
     mean, std, shape, classes, can_augment, _ = DATASETS.get(name, (None,) * 6)
     builder = prepared_builder(name, data_dir, download)
     test_batch_size = test_batch_size or batch_size
@@ -197,14 +369,15 @@ def load(
             split=split, as_supervised=True, shuffle_files=False
         )
 
-    num_train = _num_examples(builder, "train", read)
+    num_train = _num_examples(name, data_dir, builder, "train", read)
     if train_examples:
         num_train = min(num_train, train_examples)
     num_validation = int(round(num_train * validation_split))
     num_fit = num_train - num_validation
-    num_test = _num_examples(builder, "test", read)
+    num_test = _num_examples(name, data_dir, builder, "test", read)
     if test_examples:
         num_test = min(num_test, test_examples)
+    steps_per_epoch = math.ceil(num_fit / batch_size)
 
     mean_t = tf.constant(mean, tf.float32)
     std_t = tf.constant(std, tf.float32)
@@ -215,11 +388,10 @@ def load(
     def normalize(image, label):
         return (to_unit(image) - mean_t) / std_t, label
 
-    def augmented(random, example):
+    def augmented(seeds, example):
+        """`example` augmented with stateless ops seeded by `seeds[0]` (crop)
+        and `seeds[1]` (flip)."""
         image, label = example
-        seeds = tf.random.experimental.stateless_split(
-            tf.stack([random, tf.constant(seed, tf.int64)]), 2
-        )
         # Zero-pad the [0, 1] image, as PyTorch's RandomCrop(padding=4)
         # does before ToTensor and Normalize.
         image = tf.pad(to_unit(image), [[4, 4], [4, 4], [0, 0]])
@@ -228,20 +400,48 @@ def load(
         return (image - mean_t) / std_t, label
 
     autotune = tf.data.AUTOTUNE
-    train = read("train").take(num_fit).cache()
-    if shuffle:
-        train = train.shuffle(num_fit, seed=seed, reshuffle_each_iteration=True)
-    if augment and can_augment:
-        # A random stream that changes every epoch, reproducibly from seed.
-        randoms = tf.data.Dataset.random(
-            seed=seed, rerandomize_each_iteration=True
-        )
-        train = tf.data.Dataset.zip(randoms, train).map(
-            augmented, num_parallel_calls=autotune
-        )
+    augmenting = augment and can_augment
+    if epochs is None:
+        train = read("train").take(num_fit).cache()
+        if shuffle:
+            train = train.shuffle(
+                num_fit, seed=seed, reshuffle_each_iteration=True
+            )
+        if augmenting:
+            # A random stream that changes every epoch, reproducibly from
+            # seed.
+            randoms = tf.data.Dataset.random(
+                seed=seed, rerandomize_each_iteration=True
+            )
+
+            def augmented_from_stream(random, example):
+                seeds = tf.random.experimental.stateless_split(
+                    tf.stack([random, tf.constant(seed, tf.int64)]), 2
+                )
+                return augmented(seeds, example)
+
+            train = tf.data.Dataset.zip(randoms, train).map(
+                augmented_from_stream, num_parallel_calls=autotune
+            )
+        else:
+            train = train.map(normalize, num_parallel_calls=autotune)
+        train = train.batch(batch_size).prefetch(autotune)
     else:
-        train = train.map(normalize, num_parallel_calls=autotune)
-    train = train.batch(batch_size).prefetch(autotune)
+        train = _epochs(
+            read("train").take(num_fit),
+            num_fit,
+            range(initial_epoch, epochs),
+            seed=seed,
+            shuffle=shuffle,
+            preprocess=augmented if augmenting else None,
+            normalize=normalize,
+            batch_size=batch_size,
+        ).prefetch(autotune)
+        train = train.apply(
+            tf.data.experimental.assert_cardinality(
+                (epochs - initial_epoch) * steps_per_epoch
+            )
+        )
 
     def evaluation(dataset):
         dataset = dataset.cache().map(normalize, num_parallel_calls=autotune)
@@ -262,5 +462,62 @@ def load(
         "train_examples": num_fit,
         "validation_examples": num_validation,
         "test_examples": num_test,
+        "steps_per_epoch": steps_per_epoch,
     }
     return Splits(train, validation, test, info)
+
+
+def _epochs(
+    examples, count, epochs, *, seed, shuffle, preprocess, normalize, batch_size
+):
+    """The batched epochs `epochs` (a `range`) of `examples`, each one a
+    function of `(seed, epoch)` only.
+
+    The `count` decoded examples are cached in memory once, as one tensor
+    per feature shared by all epochs. Epoch `e` permutes them with a
+    stateless shuffle seeded from `(seed, e)` and, with `preprocess`,
+    augments its `i`-th example with stateless ops seeded from
+    `(seed, e, i)`; nothing depends on TF's global seed or on earlier
+    epochs.
+    """
+    import tensorflow as tf
+
+    autotune = tf.data.AUTOTUNE
+    # One element: all the examples stacked, decoded once and kept.
+    whole = examples.batch(max(count, 1)).cache()
+    seed = tf.constant(seed, tf.int64)
+
+    def one_epoch(epoch):
+        order_seed, augment_seed = tf.unstack(
+            tf.random.experimental.stateless_split(tf.stack([seed, epoch]), 2)
+        )
+
+        def slices(images, labels):
+            if shuffle:
+                order = tf.random.experimental.stateless_shuffle(
+                    tf.range(tf.shape(labels)[0]), seed=order_seed
+                )
+                images = tf.gather(images, order)
+                labels = tf.gather(labels, order)
+            return tf.data.Dataset.from_tensor_slices((images, labels))
+
+        dataset = whole.flat_map(slices)
+        if preprocess is None:
+            dataset = dataset.map(normalize, num_parallel_calls=autotune)
+        else:
+
+            def preprocessed(index, example):
+                seeds = tf.random.experimental.stateless_split(
+                    tf.random.experimental.stateless_fold_in(
+                        augment_seed, index
+                    ),
+                    2,
+                )
+                return preprocess(seeds, example)
+
+            dataset = dataset.enumerate().map(
+                preprocessed, num_parallel_calls=autotune
+            )
+        return dataset.batch(batch_size)
+
+    return tf.data.Dataset.range(epochs.start, epochs.stop).flat_map(one_epoch)

@@ -1,6 +1,12 @@
 import os
+import shutil
+import subprocess
+import sys
+import textwrap
 import time
+import warnings
 
+import keras
 import numpy as np
 import pytest
 
@@ -135,9 +141,17 @@ def test_missing_data_fails_fast_with_advice(tmp_path, monkeypatch, download):
     # Without network, whatever this machine has.
     monkeypatch.setattr(datasets, "_reachable", lambda host, timeout=5: False)
     start = time.time()
-    with pytest.raises(datasets.DatasetUnavailableError, match="TFDS_DATA_DIR"):
+    with pytest.raises(
+        datasets.DatasetUnavailableError, match="TFDS_DATA_DIR"
+    ) as raised:
         datasets.load("cifar10", data_dir=str(tmp_path), download=download)
     assert time.time() - start < 10
+    message = str(raised.value)
+    # Offline advice with tfds' own builder, no path outside the project.
+    assert "manual_dir=FILES" in message
+    assert "cifar-10-binary.tar.gz" in message
+    assert str(tmp_path) in message
+    assert "shared" not in message and ".py" not in message
 
 
 def test_reachability_probe_is_bounded():
@@ -153,8 +167,294 @@ def test_reachability_probe_is_bounded():
         ({"name": "mnist", "batch_size": 0}, "`batch_size`"),
         ({"name": "mnist", "validation_split": 1.0}, "`validation_split`"),
         ({"name": "mnist", "train_examples": -5}, "`train_examples`"),
+        ({"name": "mnist", "epochs": 0}, "`epochs`"),
+        ({"name": "mnist", "epochs": 2.0}, "`epochs`"),
+        ({"name": "mnist", "epochs": True}, "`epochs`"),
+        (
+            {"name": "mnist", "epochs": 3, "initial_epoch": -1},
+            "`initial_epoch`",
+        ),
+        ({"name": "mnist", "epochs": 3, "initial_epoch": 4}, "`initial_epoch`"),
+        (
+            {"name": "mnist", "epochs": 3, "initial_epoch": 1.0},
+            "`initial_epoch`",
+        ),
+        ({"name": "mnist", "initial_epoch": 1}, "`initial_epoch`"),
+        ({"name": "mnist", "epochs": 3, "seed": None}, "`seed`"),
     ],
 )
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         datasets.load(**kwargs)
+
+
+# Resumable data order (`epochs=`, `initial_epoch=`).
+
+
+def _epoch_batches(splits):
+    """The batches of `splits.train`, as numpy pairs, grouped by epoch."""
+    steps = splits.info["steps_per_epoch"]
+    batches = [(np.asarray(x), np.asarray(y)) for x, y in splits.train]
+    assert len(batches) % steps == 0
+    return [batches[i : i + steps] for i in range(0, len(batches), steps)]
+
+
+def _assert_same_batches(batches, others):
+    assert len(batches) == len(others)
+    for (images, labels), (other_images, other_labels) in zip(
+        batches, others, strict=True
+    ):
+        np.testing.assert_array_equal(images, other_images)
+        np.testing.assert_array_equal(labels, other_labels)
+
+
+def _concat(batches, part):
+    return np.concatenate([batch[part] for batch in batches])
+
+
+@pytest.mark.parametrize(
+    "name, examples, batch_size", [("mnist", 300, 64), ("cifar10", 72, 16)]
+)
+def test_an_epoch_is_the_same_whatever_the_initial_epoch(
+    name, examples, batch_size
+):
+    kwargs = dict(
+        batch_size=batch_size, train_examples=examples, seed=5, epochs=4
+    )
+    with tfds_data(name, num_examples=examples):
+        epochs = _epoch_batches(datasets.load(name, **kwargs))
+        assert len(epochs) == 4
+        for initial_epoch in (1, 3):
+            resumed = _epoch_batches(
+                datasets.load(name, initial_epoch=initial_epoch, **kwargs)
+            )
+            assert len(resumed) == 4 - initial_epoch
+            for epoch, batches in enumerate(resumed, start=initial_epoch):
+                _assert_same_batches(batches, epochs[epoch])
+        plain = _epoch_batches(datasets.load(name, augment=False, **kwargs))
+        unshuffled = _epoch_batches(
+            datasets.load(name, shuffle=False, **kwargs)
+        )
+    for epoch in range(1, 4):
+        previous, this = epochs[epoch - 1], epochs[epoch]
+        # Each epoch is a new permutation of the same examples.
+        assert not np.array_equal(_concat(previous, 1), _concat(this, 1))
+        np.testing.assert_array_equal(
+            np.sort(_concat(previous, 1)), np.sort(_concat(this, 1))
+        )
+    if name == "cifar10":
+        # Augmented (crops and flips), yet reproducible above; same order
+        # with augment=False.
+        for augmented, not_augmented in zip(epochs, plain, strict=True):
+            np.testing.assert_array_equal(
+                _concat(augmented, 1), _concat(not_augmented, 1)
+            )
+            assert not np.allclose(
+                _concat(augmented, 0), _concat(not_augmented, 0)
+            )
+        # New crops and flips each epoch, even in the same order.
+        for epoch in range(1, 4):
+            np.testing.assert_array_equal(
+                _concat(unshuffled[epoch], 1), _concat(unshuffled[0], 1)
+            )
+            assert not np.allclose(
+                _concat(unshuffled[epoch], 0), _concat(unshuffled[0], 0)
+            )
+
+
+def test_a_fresh_process_sees_the_same_epoch(tmp_path):
+    kwargs = dict(
+        batch_size=24, train_examples=48, seed=11, epochs=3, initial_epoch=2
+    )
+    script = textwrap.dedent(
+        f"""
+        import numpy as np
+        from keras_psp import datasets
+        from tests.helpers import tfds_data
+
+        with tfds_data("cifar10", num_examples=48):
+            splits = datasets.load("cifar10", **{kwargs!r})
+            images, labels = next(iter(splits.train))
+        np.savez({str(tmp_path / "batch.npz")!r}, images=images, labels=labels)
+        """
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root, TF_CPP_MIN_LOG_LEVEL="3")
+    subprocess.run(
+        [sys.executable, "-c", script], cwd=root, env=env, check=True
+    )
+    with tfds_data("cifar10", num_examples=48):
+        kwargs["initial_epoch"] = 0
+        epochs = _epoch_batches(datasets.load("cifar10", **kwargs))
+    other = np.load(tmp_path / "batch.npz")
+    np.testing.assert_array_equal(other["images"], epochs[2][0][0])
+    np.testing.assert_array_equal(other["labels"], epochs[2][0][1])
+    assert not np.array_equal(other["images"], epochs[1][0][0])
+
+
+def test_unshuffled_epochs_are_in_tfds_order():
+    import tensorflow_datasets as tfds
+
+    with tfds_data("mnist", num_examples=300):
+        splits = datasets.load(
+            "mnist", batch_size=64, train_examples=300, shuffle=False, epochs=3
+        )
+        epochs = _epoch_batches(splits)
+        raw = tfds.builder("mnist").as_dataset(
+            split="train", as_supervised=True, shuffle_files=False
+        )
+        raw_labels = np.array([int(label) for _, label in raw.take(300)])
+    assert len(epochs) == 3
+    for batches in epochs:
+        np.testing.assert_array_equal(_concat(batches, 1), raw_labels)
+        _assert_same_batches(batches, epochs[0])
+
+
+def test_batches_never_cross_epochs_and_cardinality_is_known():
+    with tfds_data("mnist", num_examples=250):
+        splits = datasets.load(
+            "mnist",
+            batch_size=100,
+            train_examples=250,
+            epochs=4,
+            initial_epoch=1,
+        )
+        sizes = [int(labels.shape[0]) for _, labels in splits.train]
+        one_epoch = datasets.load("mnist", batch_size=100, train_examples=250)
+    assert splits.info["steps_per_epoch"] == 3
+    assert one_epoch.info["steps_per_epoch"] == 3
+    assert sizes == [100, 100, 50] * 3
+    assert int(splits.train.cardinality()) == 3 * 3
+
+
+def test_resuming_after_the_last_epoch_leaves_nothing_to_train():
+    with tfds_data("mnist", num_examples=64):
+        splits = datasets.load(
+            "mnist",
+            batch_size=32,
+            train_examples=64,
+            epochs=2,
+            initial_epoch=2,
+        )
+        assert int(splits.train.cardinality()) == 0
+        assert list(splits.train) == []
+    assert splits.info["steps_per_epoch"] == 2
+
+
+def test_epochs_share_one_cache_and_do_not_reread_the_files(tmp_path):
+    import tensorflow_datasets as tfds
+
+    if not tfds.builder("mnist").is_prepared():
+        pytest.skip("mnist is not prepared locally")
+    copy = tmp_path / "mnist" / "3.0.1"
+    shutil.copytree(tfds.builder("mnist").data_dir, copy)
+    splits = datasets.load(
+        "mnist",
+        batch_size=100,
+        train_examples=300,
+        epochs=3,
+        data_dir=str(tmp_path),
+    )
+    iterator = iter(splits.train)
+    first = [
+        np.asarray(labels) for _, labels in (next(iterator) for _ in range(3))
+    ]
+    shutil.rmtree(copy)  # read once: later epochs come from the cache
+    rest = [np.asarray(labels) for _, labels in iterator]
+    assert len(rest) == 6
+    np.testing.assert_array_equal(
+        np.sort(np.concatenate(first)), np.sort(np.concatenate(rest[:3]))
+    )
+
+
+def test_fit_consumes_the_epochs_with_steps_per_epoch():
+    epochs, initial_epoch = 3, 1
+    with tfds_data("mnist", num_examples=96):
+        splits = datasets.load(
+            "mnist",
+            batch_size=32,
+            train_examples=96,
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+        )
+        model = keras.Sequential(
+            [
+                keras.Input(splits.info["input_shape"]),
+                keras.layers.Flatten(),
+                keras.layers.Dense(splits.info["classes"]),
+            ]
+        )
+        model.compile(
+            "sgd",
+            keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            history = model.fit(
+                splits.train,
+                epochs=epochs,
+                initial_epoch=initial_epoch,
+                steps_per_epoch=splits.info["steps_per_epoch"],
+                verbose=0,
+                shuffle=False,
+            )
+    assert history.epoch == [1, 2]
+    assert all(np.isfinite(history.history["loss"]))
+    assert not [w for w in caught if "ran out of data" in str(w.message)]
+
+
+# Corrupt data.
+
+
+def _truncated_mnist(tmp_path, size):
+    import tensorflow_datasets as tfds
+
+    if not tfds.builder("mnist").is_prepared():
+        pytest.skip("mnist is not prepared locally")
+    copy = tmp_path / "mnist" / "3.0.1"
+    shutil.copytree(tfds.builder("mnist").data_dir, copy)
+    (train_file,) = copy.glob("mnist-train.tfrecord*")
+    with open(train_file, "r+b") as file:
+        file.truncate(size)
+    return str(tmp_path), str(copy)
+
+
+@pytest.mark.parametrize("epochs", [None, 2])
+def test_a_truncated_file_is_reported_with_its_data_set(tmp_path, epochs):
+    import tensorflow as tf
+
+    # ~300 of the 60,000 records are left.
+    data_dir, builder_dir = _truncated_mnist(tmp_path, 100_000)
+    kwargs = dict(batch_size=100, train_examples=1000, epochs=epochs)
+    with pytest.raises(tf.errors.DataLossError):
+        # What tf.data says on its own. (A dataset that failed is not
+        # iterated again: its in-memory cache may have been left partial.)
+        list(datasets.load("mnist", data_dir=data_dir, **kwargs).train)
+    splits = datasets.load("mnist", data_dir=data_dir, **kwargs)
+    model = keras.Sequential(
+        [
+            keras.Input((28, 28, 1)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(10),
+        ]
+    )
+    model.compile(
+        "sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
+    with pytest.raises(datasets.DatasetCorruptError) as raised:
+        with datasets.reading("mnist", data_dir=data_dir):
+            model.fit(splits.train, verbose=0, shuffle=False)
+    message = str(raised.value)
+    assert "\n" not in message
+    assert "'mnist'" in message and builder_dir in message
+    assert "Delete that directory" in message
+    assert "download_and_prepare" in message
+
+
+def test_reading_lets_other_errors_through():
+    with pytest.raises(KeyError):
+        with datasets.reading("mnist"):
+            raise KeyError("x")
+    with pytest.raises(ValueError, match="`name`"):
+        with datasets.reading("imagenet"):
+            pass
