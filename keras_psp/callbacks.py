@@ -1,6 +1,16 @@
-"""Callbacks: watching pre-activations, scheduling the PSP strength."""
+"""Callbacks: watching pre-activations, scheduling the PSP strength.
+
+- `PreActivationMonitor` logs the mean squared pre-activation ⟨z²⟩ of every
+  layer (and the PSP term) each epoch.
+- `StrengthScheduler` sets the PSP strength λ each epoch from a Keras
+  schedule object (`keras.optimizers.schedules.LearningRateSchedule`,
+  called with the epoch index), logs it as `psp_strength`, and serializes
+  with `get_config`; `step_strength`, `cosine_strength` and
+  `warmup_strength` build common schedules of λ.
+"""
 
 import math
+import numbers
 
 import keras
 import numpy as np
@@ -9,7 +19,10 @@ from keras import ops
 from keras_psp import pre_activations
 from keras_psp.layers.psp_layer import PSPLayerMixin
 from keras_psp.models.psp_model import psp_layers
+from keras_psp.penalty import FLOAT32_MAX
 from keras_psp.penalty import psp_penalty
+from keras_psp.penalty import validate_strength
+from keras_psp.validation import validate_positive_int
 
 
 class _PreActivationProbe(keras.layers.Layer):
@@ -178,95 +191,305 @@ class PreActivationMonitor(keras.callbacks.Callback):
             logs.update(self.measure())
 
 
-def step_strength(decay_epochs, factor=0.1):
-    """λ multiplied by `factor` at each of `decay_epochs` (0-based)."""
-    decay_epochs = sorted(decay_epochs)
-    return lambda epoch: factor ** sum(epoch >= e for e in decay_epochs)
+def _check_factor(value, name):
+    """Returns `value` as a float, or raises naming `name` unless it is a
+    finite real number >= 0."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+        value, numbers.Real
+    ):
+        raise TypeError(
+            f"Argument `{name}` must be a finite real number >= 0. "
+            f"Received: {name}={value!r} of type {type(value).__name__}."
+        )
+    value = float(value)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(
+            f"Argument `{name}` must be a finite real number >= 0. "
+            f"Received: {name}={value!r}."
+        )
+    return value
 
 
-def cosine_strength(epochs, final_factor=0.0):
-    """λ decayed from its initial value to `final_factor`× along a cosine
-    over `epochs` (then held)."""
+def step_strength(strength, decay_epochs, factor=0.1):
+    """λ = `strength`, multiplied by `factor` at each of `decay_epochs`.
 
-    def schedule(epoch):
-        progress = min(epoch / max(epochs - 1, 1), 1.0)
-        cosine = 0.5 * (1 + math.cos(math.pi * progress))
-        return final_factor + (1 - final_factor) * cosine
-
-    return schedule
-
-
-def warmup_strength(epochs):
-    """λ ramped linearly from 1/`epochs`× to its full value over `epochs`."""
-    return lambda epoch: min((epoch + 1) / epochs, 1.0)
-
-
-class StrengthScheduler(keras.callbacks.Callback):
-    """Changes the PSP strength λ of every PSP layer during `fit`.
-
-    At the start of each epoch every PSP layer's `strength` variable is set
-    to `schedule(epoch)` times the value it had when training began; the
-    compiled train step reads the variable, so nothing is recompiled. The
-    factor is logged as `psp_strength_factor`. The paper names a decay
-    policy for λ as future work; `step_strength`, `cosine_strength` and
-    `warmup_strength` make common ones. Put it before `BackupAndRestore`
-    so that a resumed run starts from the initial λ.
+    At epoch e (0-based) λ is `strength * factor**k`, k being the number of
+    entries of `decay_epochs` that are <= e (an epoch listed twice decays
+    twice).
 
     Args:
-        schedule: a function of the epoch index (0-based) returning a
-            finite factor >= 0.
-        verbose: 1 to print the factor at each epoch.
+        strength: λ before the first decay.
+        decay_epochs: the 0-based epochs at whose start λ is multiplied by
+            `factor`; integers >= 0, in any order.
+        factor: the multiplier, >= 0.
+
+    Returns:
+        A `keras.optimizers.schedules.PiecewiseConstantDecay` (with no
+        `decay_epochs`, a constant `ExponentialDecay`), for
+        `StrengthScheduler`.
 
     Example:
 
-    ```python
-    scheduler = StrengthScheduler(cosine_strength(epochs=50))
-    model.fit(x, y, epochs=50, callbacks=[scheduler])
-    ```
+    >>> schedule = step_strength(1e-3, decay_epochs=[2, 4])
+    >>> [round(float(schedule(epoch)), 8) for epoch in range(5)]
+    [0.001, 0.001, 0.0001, 0.0001, 1e-05]
+    """
+    strength = validate_strength(strength)
+    factor = _check_factor(factor, "factor")
+    try:
+        epochs = list(decay_epochs)
+    except TypeError:
+        epochs = None
+    if epochs is None or not all(
+        isinstance(e, numbers.Integral)
+        and not isinstance(e, (bool, np.bool_))
+        and e >= 0
+        for e in epochs
+    ):
+        raise ValueError(
+            "Argument `decay_epochs` must be a list of integers >= 0 (0-based "
+            f"epochs). Received: decay_epochs={decay_epochs!r}."
+        )
+    epochs = sorted(int(e) for e in epochs)
+    if not epochs:
+        return keras.optimizers.schedules.ExponentialDecay(
+            strength, decay_steps=1, decay_rate=1.0
+        )
+    # PiecewiseConstantDecay gives values[i + 1] for boundaries[i] < step
+    # <= boundaries[i + 1]: on integer epochs, epoch > e - 1 is epoch >= e.
+    boundaries = sorted(set(epochs))
+    values = [strength] + [
+        strength * factor ** sum(e <= b for e in epochs) for b in boundaries
+    ]
+    return keras.optimizers.schedules.PiecewiseConstantDecay(
+        [b - 1 for b in boundaries], values
+    )
+
+
+def cosine_strength(strength, epochs, final_factor=0.0):
+    """λ decayed from `strength` to `final_factor * strength` along a
+    cosine over `epochs` epochs, then held.
+
+    At epoch e λ is `strength * (f + (1 - f) * (1 + cos(π p)) / 2)`, with
+    f = `final_factor` and p = min(e / max(epochs - 1, 1), 1): `strength`
+    at epoch 0, `final_factor * strength` from epoch `epochs - 1` on.
+
+    Args:
+        strength: λ at epoch 0.
+        epochs: the number of epochs of the decay (a positive integer).
+        final_factor: λ's final value as a fraction of `strength`, >= 0.
+
+    Returns:
+        A `keras.optimizers.schedules.CosineDecay`, for `StrengthScheduler`.
+
+    Example:
+
+    >>> schedule = cosine_strength(1e-3, epochs=5, final_factor=0.2)
+    >>> [round(float(schedule(epoch)), 6) for epoch in (0, 2, 4, 9)]
+    [0.001, 0.0006, 0.0002, 0.0002]
+    """
+    strength = validate_strength(strength)
+    validate_positive_int(epochs, "epochs")
+    final_factor = _check_factor(final_factor, "final_factor")
+    return keras.optimizers.schedules.CosineDecay(
+        strength, decay_steps=max(epochs - 1, 1), alpha=final_factor
+    )
+
+
+def warmup_strength(strength, epochs):
+    """λ ramped linearly from `strength / epochs` to `strength` over
+    `epochs` epochs, then held.
+
+    At epoch e λ is `strength * min((e + 1) / epochs, 1)`.
+
+    Args:
+        strength: λ from epoch `epochs - 1` on.
+        epochs: the number of epochs of the ramp (a positive integer).
+
+    Returns:
+        A `keras.optimizers.schedules.PolynomialDecay` of power 1 (from
+        `strength / epochs` up to `strength`), for `StrengthScheduler`.
+
+    Example:
+
+    >>> schedule = warmup_strength(1e-3, epochs=4)
+    >>> [round(float(schedule(epoch)), 6) for epoch in range(6)]
+    [0.00025, 0.0005, 0.00075, 0.001, 0.001, 0.001]
+    """
+    strength = validate_strength(strength)
+    validate_positive_int(epochs, "epochs")
+    # (s/E - s) * (1 - e/(E-1)) + s = s (e+1) / E for e <= E - 1; with
+    # E = 1, decay_steps 1 keeps it constant (s/1 = s) without 0/0.
+    return keras.optimizers.schedules.PolynomialDecay(
+        strength / epochs,
+        decay_steps=max(epochs - 1, 1),
+        end_learning_rate=strength,
+        power=1.0,
+    )
+
+
+class StrengthScheduler(keras.callbacks.Callback):
+    """Sets the PSP strength λ of the model's PSP layers at each epoch.
+
+    `schedule` is a Keras schedule object
+    (`keras.optimizers.schedules.LearningRateSchedule`: `step_strength`,
+    `cosine_strength`, `warmup_strength` make common ones, and any of Keras'
+    schedules works, e.g. `ExponentialDecay`), called with the 0-based
+    epoch index as its step. Its value `schedule(epoch)` is the model's λ
+    itself (not a factor of it): at the start of each epoch the PSP layers'
+    `strength` variables are set from it, and the compiled train step reads
+    the variables, so nothing is recompiled. The model's λ in force is
+    logged as `psp_strength` (a float).
+
+    **The model's λ is the sum of its PSP layers' λ's.** Each layer gets
+    `schedule(epoch) * r`, where r is the layer's share of that sum when
+    training first begins (`on_train_begin` of the first `fit`): the layers
+    keep their proportions. So:
+
+    - for `keras_psp.models.LeNet5(psp_strength=λ)` and the other models,
+      which split λ over their L PSP layers (λ/L each; the default
+      `psp_divide_by_num_layers=True`), and for `apply_psp(model, λ,
+      divide_by_num_layers=True)`, the model's λ is the λ they were given:
+      a schedule of λ's starts where the model was built, and each layer
+      gets `schedule(epoch) / L`;
+    - for `apply_psp(model, λ)` (each of the L layers gets λ, the default),
+      the model's λ is L·λ: pass a schedule of L·λ's to give each layer λ.
+    - If every layer's λ is 0 when training begins, they share the
+      schedule's value equally.
+
+    The shares do not depend on λ's scale, so a resumed run (layers
+    restored from a checkpoint holding a decayed λ, by `load_weights` or
+    `BackupAndRestore`, then `fit(initial_epoch=...)`) gets exactly
+    `schedule(epoch)` at each epoch, as the uninterrupted run did: the
+    decay is not compounded. Put the scheduler before `BackupAndRestore`
+    in the callbacks list, so that the shares are read from the model as
+    built (this matters only if a checkpoint holds λ = 0 everywhere).
+
+    `get_config` gives a JSON-serializable config (the schedule through
+    `keras.optimizers.schedules.serialize`), and `from_config` rebuilds
+    the scheduler from it. The paper names a decay policy for λ as future
+    work.
+
+    Args:
+        schedule: a `keras.optimizers.schedules.LearningRateSchedule`
+            instance whose value at each epoch is a finite λ >= 0 (finite in
+            float32, where λ is stored). Plain Python functions are refused:
+            they are not serializable, and those written for the older
+            `StrengthScheduler` returned a factor, not λ.
+        verbose: 1 to print λ at each epoch.
+
+    Raises:
+        TypeError: at construction, if `schedule` is not a schedule object.
+        ValueError: at the start of an epoch, if the schedule's value there
+            is not a finite λ >= 0 in float32 (the message names the
+            epoch); at the start of training, if the model has no PSP
+            layer.
+
+    Example:
+
+    >>> import keras
+    >>> import numpy as np
+    >>> from keras_psp import PSPDense
+    >>> from keras_psp.models.psp_model import PSPModel
+    >>> inputs = keras.Input((4,))
+    >>> hidden = PSPDense(8, activation="relu", strength=1e-3)(inputs)
+    >>> model = PSPModel(inputs, keras.layers.Dense(1)(hidden))
+    >>> model.compile("sgd", "mse")
+    >>> scheduler = StrengthScheduler(step_strength(1e-3, decay_epochs=[2]))
+    >>> x, y = np.ones((8, 4)), np.ones((8, 1))
+    >>> history = model.fit(x, y, epochs=3, verbose=0, callbacks=[scheduler])
+    >>> [round(value, 8) for value in history.history["psp_strength"]]
+    [0.001, 0.001, 0.0001]
+    >>> rebuilt = StrengthScheduler.from_config(scheduler.get_config())
+    >>> round(float(rebuilt.schedule(2)), 8)
+    0.0001
     """
 
     def __init__(self, schedule, verbose=0):
         super().__init__()
-        if not callable(schedule):
+        if not isinstance(
+            schedule, keras.optimizers.schedules.LearningRateSchedule
+        ):
             raise TypeError(
-                "Argument `schedule` must be a function of the epoch. "
-                f"Received: schedule={schedule!r}."
+                "Argument `schedule` must be a "
+                "`keras.optimizers.schedules.LearningRateSchedule` instance "
+                "giving λ at each epoch (e.g. `keras_psp.callbacks."
+                "step_strength(1e-3, [10])` or `keras.optimizers.schedules."
+                "CosineDecay(1e-3, decay_steps=49)`). Received: "
+                f"schedule={schedule!r} of type {type(schedule).__name__}."
             )
         self.schedule = schedule
         self.verbose = verbose
-        self._initial = None
-        self._factor = None
+        self._shares = None
+        self._shares_model = None
+        self._strength = None
+
+    def get_config(self):
+        return {
+            "schedule": keras.optimizers.schedules.serialize(self.schedule),
+            "verbose": self.verbose,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["schedule"] = keras.optimizers.schedules.deserialize(
+            config["schedule"]
+        )
+        return cls(**config)
 
     def on_train_begin(self, logs=None):
-        if self._initial is None:
-            layers = psp_layers(self.model)
-            if not layers:
-                raise ValueError(
-                    "StrengthScheduler needs a model with PSP layers."
-                )
-            self._initial = [
-                (layer, float(ops.convert_to_numpy(layer.strength)))
-                for layer in layers
-            ]
+        # The shares are read once per model: a second fit (or the end of
+        # a schedule reaching 0) must not change them.
+        if self._shares is not None and self._shares_model is self.model:
+            return
+        layers = psp_layers(self.model)
+        if not layers:
+            raise ValueError("StrengthScheduler needs a model with PSP layers.")
+        strengths = [float(ops.convert_to_numpy(la.strength)) for la in layers]
+        total = math.fsum(strengths)
+        if total > 0:
+            shares = [strength / total for strength in strengths]
+        else:
+            shares = [1 / len(layers)] * len(layers)
+        self._shares = list(zip(layers, shares, strict=True))
+        self._shares_model = self.model
+
+    def strength(self, epoch):
+        """Returns the model's λ at `epoch` (0-based) as a float, after
+        checking it.
+
+        Raises:
+            ValueError: if it is not a finite λ >= 0 in float32.
+        """
+        value = self.schedule(epoch)
+        try:
+            array = np.asarray(ops.convert_to_numpy(value), dtype=np.float64)
+            strength = float(array) if array.size == 1 else None
+        except (TypeError, ValueError, OverflowError):
+            strength = None
+        if (
+            strength is None
+            or not math.isfinite(strength)
+            or not 0 <= strength <= FLOAT32_MAX
+        ):
+            shown = value if strength is None else strength
+            raise ValueError(
+                "Argument `schedule` of StrengthScheduler must give a finite "
+                f"λ >= 0 (at most {FLOAT32_MAX:.4g}, λ is float32) at every "
+                f"epoch. At epoch {epoch} (0-based) it gave {shown!r}. "
+                f"Received: schedule={self.schedule!r}."
+            )
+        return strength
 
     def on_epoch_begin(self, epoch, logs=None):
-        factor = self.schedule(epoch)
-        try:
-            factor = float(factor)
-        except (TypeError, ValueError):
-            factor = float("nan")
-        if not math.isfinite(factor) or factor < 0:
-            raise ValueError(
-                "The `schedule` of StrengthScheduler must return a finite "
-                f"factor >= 0. Received {self.schedule(epoch)!r} at epoch "
-                f"{epoch}."
-            )
-        for layer, initial in self._initial:
-            layer.strength.assign(initial * factor)
-        self._factor = factor
+        strength = self.strength(epoch)
+        for layer, share in self._shares:
+            layer.strength.assign(strength * share)
+        self._strength = strength
         if self.verbose:
-            print(f"\nEpoch {epoch + 1}: PSP strength factor {factor:.4g}.")
+            print(f"\nEpoch {epoch + 1}: PSP strength λ = {strength:.4g}.")
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
-            logs["psp_strength_factor"] = self._factor
+            logs["psp_strength"] = self._strength
