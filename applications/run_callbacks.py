@@ -5,7 +5,7 @@ import time
 
 import keras
 
-PROGRESS_KEYS = ("loss", "psp_loss", "accuracy")
+PROGRESS_KEYS = ("loss", "psp_loss", "accuracy", "val_accuracy")
 
 
 class TerminateOnNaN(keras.callbacks.TerminateOnNaN):
@@ -39,13 +39,13 @@ class EpochTimer(keras.callbacks.Callback):
 
 
 class ShortProgbar(keras.callbacks.ProgbarLogger):
-    """Keras' progress bar showing only `keys` (and their `val_` twins):
-    the per-layer ⟨z²⟩, λ and timings stay in the CSV and TensorBoard
-    logs, and a line fits a terminal. Follows `fit`'s `verbose`."""
+    """Keras' progress bar showing only `keys`: the per-layer ⟨z²⟩, λ,
+    timings and validation losses stay in the CSV (and TensorBoard) logs,
+    and a line stays short. Follows `fit`'s `verbose`."""
 
     def __init__(self, keys=PROGRESS_KEYS):
         super().__init__()
-        self.keys = tuple(keys) + tuple(f"val_{key}" for key in keys)
+        self.keys = tuple(keys)
 
     def _short(self, logs):
         return {k: v for k, v in (logs or {}).items() if k in self.keys}

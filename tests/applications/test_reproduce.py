@@ -16,8 +16,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 
 
 def _tiny_argv(tmp_path, experiments, seeds, examples):
-    """`applications.reproduce` arguments for 1-epoch runs on `examples` training
-    images (the whole test split: the mock data sets are small)."""
+    """`applications.reproduce` arguments for 1-epoch runs on `examples`
+    training images (the whole test split: the mock data sets are
+    small)."""
     return [
         "--experiments",
         *experiments,
