@@ -1,17 +1,68 @@
-"""The teaching notebooks run top to bottom (quick mode) on each backend."""
+"""The teaching notebooks: committed with the outputs of a full run (made by
+`python notebooks/refresh.py`), and run top to bottom (quick mode) on each
+backend without touching the committed files."""
 
+import copy
+import importlib.util
 import os
 import pathlib
+import re
+import subprocess
+import sys
 
 import nbformat
 import pytest
 import tensorflow_datasets as tfds
 from nbclient import NotebookClient
 
-NOTEBOOKS = sorted(
-    (pathlib.Path(__file__).resolve().parents[2] / "notebooks").glob("*.ipynb")
-)
+REPO = pathlib.Path(__file__).resolve().parents[2]
+NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
+REFRESH = REPO / "notebooks" / "refresh.py"
 NEEDS_MNIST = {"02_lenet5_mnist_regimes.ipynb"}
+MAX_BYTES = 300_000
+# A line of TensorFlow's C++ logging (absl), e.g. "I0000 00:00:17.. port.cc".
+TF_LOG_LINE = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d|absl::", re.MULTILINE)
+ENV_SET_BY_REFRESH = (
+    "KERAS_BACKEND",
+    "TF_CPP_MIN_LOG_LEVEL",
+    "MPLBACKEND",
+    "PYTHONPATH",
+    "KERAS_PSP_NOTEBOOK_QUICK",
+)
+
+
+def code_cells(notebook):
+    return [cell for cell in notebook.cells if cell.cell_type == "code"]
+
+
+def shown(cell):
+    """What a cell shows: 'stdout', 'result' and the mime types it draws."""
+    kinds = set()
+    for output in cell.get("outputs", []):
+        if output.output_type == "stream":
+            if output.name == "stdout":
+                kinds.add("stdout")
+        elif output.output_type == "execute_result":
+            kinds.add("result")
+        elif output.output_type == "display_data":
+            kinds.update(m for m in output.data if m.startswith("image/"))
+    return kinds
+
+
+def load_refresh():
+    spec = importlib.util.spec_from_file_location("refresh", REFRESH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def protect_environment(monkeypatch):
+    """Lets monkeypatch restore what refresh.py sets in os.environ."""
+    for name in ENV_SET_BY_REFRESH:
+        if name in os.environ:
+            monkeypatch.setenv(name, os.environ[name])
+        else:
+            monkeypatch.delenv(name, raising=False)
 
 
 def test_there_are_notebooks():
@@ -19,11 +70,29 @@ def test_there_are_notebooks():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_outputs_are_stripped(path):
+def test_committed_with_outputs(path):
     notebook = nbformat.read(path, as_version=4)
+    nbformat.validate(notebook)
+    cells = code_cells(notebook)
+    counts = [cell.execution_count for cell in cells]
+    assert counts == list(range(1, len(cells) + 1)), (
+        f"{path.name}: execution counts {counts}; refresh it with "
+        "`python notebooks/refresh.py`"
+    )
+    outputs = [output for cell in cells for output in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert any("image/png" in o.get("data", {}) for o in outputs)
+    texts = [o.text for o in outputs if o.output_type == "stream"]
+    assert not [t for t in texts if TF_LOG_LINE.search(t)], "TF log lines"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_committed_small_without_volatile_metadata(path):
+    assert path.stat().st_size < MAX_BYTES, "lower the figures' dpi"
+    notebook = nbformat.read(path, as_version=4)
+    assert "language_info" not in notebook.metadata
     for cell in notebook.cells:
-        if cell.cell_type == "code":
-            assert cell.outputs == [] and cell.execution_count is None
+        assert "execution" not in cell.metadata  # nbclient's timestamps
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -32,10 +101,21 @@ def test_notebook_runs(path, monkeypatch):
         if os.environ.get("CI"):
             pytest.fail("CI prepares MNIST (.ci/run); it is missing")
         pytest.skip("needs the local MNIST (a kernel cannot mock tfds)")
-    # The kernel inherits KERAS_BACKEND, so it runs on this process' backend.
+    committed_bytes = path.read_bytes()
+    committed = nbformat.reads(committed_bytes.decode("utf-8"), as_version=4)
+    # The kernel inherits KERAS_BACKEND, so it runs on this process' backend,
+    # and imports this checkout's keras_psp.
     monkeypatch.setenv("KERAS_PSP_NOTEBOOK_QUICK", "1")
-    monkeypatch.setenv("MPLBACKEND", "Agg")
-    notebook = nbformat.read(path, as_version=4)
+    monkeypatch.setenv(
+        "MPLBACKEND", "module://matplotlib_inline.backend_inline"
+    )
+    monkeypatch.setenv(
+        "PYTHONPATH",
+        os.pathsep.join(
+            filter(None, [str(REPO), os.environ.get("PYTHONPATH")])
+        ),
+    )
+    notebook = copy.deepcopy(committed)  # executed in memory only
     client = NotebookClient(
         notebook,
         timeout=600,
@@ -45,3 +125,68 @@ def test_notebook_runs(path, monkeypatch):
     client.execute()  # raises CellExecutionError if any cell fails
     outputs = [o for c in notebook.cells for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
+    assert path.read_bytes() == committed_bytes  # the file is not written
+    # Whatever a cell prints or draws when run, its committed copy shows too.
+    for number, (ran, kept) in enumerate(
+        zip(code_cells(notebook), code_cells(committed), strict=True), 1
+    ):
+        missing = shown(ran) - shown(kept)
+        assert not missing, (
+            f"{path.name}, code cell {number} shows {sorted(missing)} when "
+            "run but not in the committed notebook: run "
+            "`python notebooks/refresh.py`"
+        )
+
+
+def test_refresh_help_lists_the_options():
+    result = subprocess.run(
+        [sys.executable, str(REFRESH), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    for word in ("usage:", "NOTEBOOK", "--timeout", "--kernel", "default"):
+        assert word in result.stdout
+
+
+def test_refresh_environment(monkeypatch):
+    refresh = load_refresh()
+    environ = {"KERAS_PSP_NOTEBOOK_QUICK": "1", "PYTHONPATH": "elsewhere"}
+    refresh.configure_environment(environ)
+    assert environ["KERAS_BACKEND"] == "tensorflow"
+    assert environ["TF_CPP_MIN_LOG_LEVEL"] == "3"
+    assert "inline" in environ["MPLBACKEND"]
+    assert "KERAS_PSP_NOTEBOOK_QUICK" not in environ
+    assert environ["PYTHONPATH"].split(os.pathsep) == [str(REPO), "elsewhere"]
+    environ = {"KERAS_BACKEND": "jax"}
+    refresh.configure_environment(environ)
+    assert environ["KERAS_BACKEND"] == "jax"  # the user's choice is kept
+    assert environ["PYTHONPATH"] == str(REPO)
+
+
+def test_refresh_writes_only_notebooks_that_ran(tmp_path, monkeypatch, capsys):
+    protect_environment(monkeypatch)
+    refresh = load_refresh()
+    good, bad = tmp_path / "good.ipynb", tmp_path / "bad.ipynb"
+    for path, source in ((good, "print(6 * 7)"), (bad, "1 / 0")):
+        notebook = nbformat.v4.new_notebook()
+        notebook.cells = [
+            nbformat.v4.new_markdown_cell("# t"),
+            nbformat.v4.new_code_cell(source),
+        ]
+        nbformat.write(notebook, path)
+    bad_bytes = bad.read_bytes()
+    assert refresh.main([str(good), str(bad), "--timeout", "60"]) == 1
+    assert bad.read_bytes() == bad_bytes  # failed: left as it was
+    (cell,) = code_cells(nbformat.read(good, as_version=4))
+    assert cell.execution_count == 1
+    assert cell.outputs[0].text == "42\n"
+    assert "execution" not in cell.metadata
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "bad.ipynb",
+        "good.ipynb",
+    ]
+    printed = capsys.readouterr().out
+    assert re.search(r"good\.ipynb: \d+\.\d s", printed)
+    assert "FAILED bad.ipynb" in printed
