@@ -6,6 +6,21 @@ import os
 from applications import experiments
 from applications import run_dir as run_dirs
 
+NAMES = ("test_error.png", "z2.png", "parameters.png")
+
+
+def write(found, out):
+    """Writes the plots of the finished runs `found` into `out` and
+    removes those of an earlier report that these runs do not give (all,
+    when none finished): no plot outlives its data. Returns the paths
+    written."""
+    written = plot(found, out) if found else []
+    for name in NAMES:
+        path = os.path.join(out, name)
+        if path not in written and os.path.exists(path):
+            os.remove(path)
+    return written
+
 
 def plot(found, out):
     """Writes test_error.png, z2.png and parameters.png; returns their paths."""

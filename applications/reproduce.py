@@ -102,6 +102,10 @@ def parse_args(argv=None):
         help="each run's: 0 silent, 1 progress bar, 2 one line per epoch",
     )
     args = parser.parse_args(argv)
+    for option in ("runs_dir", "out"):
+        reason = run_dirs.check_writable(getattr(args, option))
+        if reason:
+            parser.error(f"argument --{option.replace('_', '-')}: {reason}")
     try:
         args.runs = list(runs(args))
     except ValueError as error:
@@ -147,10 +151,9 @@ def write_report(args, command):
         os.path.join(args.out, "summary.json"),
         {"rows": rows, "pairs": pairs, "failed": failures},
     )
-    if found:
-        from applications import plots
+    from applications import plots
 
-        plots.plot(found, args.out)
+    plots.write(found, args.out)
     print(text)
     return rows, pairs, failures
 

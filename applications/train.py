@@ -117,9 +117,10 @@ def _run(args, paths, settings):
 
     callbacks = []
     if args.regularization == "psp":
-        callbacks.append(
-            keras_psp.callbacks.StrengthScheduler(strength_schedule(args))
+        scheduler = keras_psp.callbacks.StrengthScheduler(
+            strength_schedule(args)
         )
+        callbacks.append(scheduler)
     nan_stop = run_callbacks.TerminateOnNaN()
     callbacks += [
         nan_stop,
@@ -145,7 +146,7 @@ def _run(args, paths, settings):
                 verbose=verbose,
             )
     if nan_stop.failure is not None:
-        return _record_failure(args, paths, settings, nan_stop.failure)
+        return _record_failure(args, paths, settings, nan_stop)
     with run_dirs.atomic_path(paths["model.keras"]) as tmp:
         model.save(tmp)
     rows = run_dirs.read_history(paths["history.csv"])
@@ -160,6 +161,11 @@ def _run(args, paths, settings):
         "best_epoch": int(rows[best]["epoch"]) + 1,
         "test_errors": errors,
         "epochs_run": len(rows),
+        "strength_schedule_config": (
+            scheduler.get_config()["schedule"]
+            if args.regularization == "psp"
+            else None
+        ),
         "resumed": bool(resumes),
         "resumed_after_epochs": resumes,
         "train_examples_per_epoch": info["train_examples"],
@@ -289,21 +295,22 @@ def strength_schedule(args):
     return callbacks.step_strength(strength, [])  # constant
 
 
-def _record_failure(args, paths, settings, reason):
-    """Writes the `results.json` of a run that failed for `reason`: no
-    test error (there is none to report), no model; the backup is removed
-    (its weights are not finite)."""
-    rows = run_dirs.read_history(paths["history.csv"])
+def _record_failure(args, paths, settings, nan_stop):
+    """Writes the `results.json` of a run that a non-finite loss stopped:
+    the reason, the epochs it finished before (its history also holds the
+    epoch it stopped in), no test error and no model; the backup is
+    removed (its weights are not finite)."""
     results = {
         **settings,
         "status": "failed",
-        "reason": reason,
-        "epochs_run": len(rows),
+        "reason": nan_stop.failure,
+        "epochs_run": nan_stop.epoch,
+        "failed_in_epoch": nan_stop.epoch + 1,
         **provenance(),
     }
     run_dirs.write_json(paths["results.json"], results)
     shutil.rmtree(paths["backup"], ignore_errors=True)
-    print(f"{args.run_dir} failed: {reason}")
+    print(f"{args.run_dir} failed: {nan_stop.failure}")
     return results
 
 

@@ -234,3 +234,34 @@ def test_failed_runs_are_reported_as_failed_not_as_results(
         json.loads((tmp_path / "out" / "summary.json").read_text())["failed"]
         == failed
     )
+
+
+def test_when_every_run_failed_no_old_plot_is_left(tmp_path, monkeypatch):
+    monkeypatch.setitem(
+        experiments.EXPERIMENTS,
+        "all_diverge",
+        [("mnist", "lenet5", 1, {"psp": 1e4})],
+    )
+    argv = _tiny_argv(tmp_path, ["all_diverge"], 1, 300)
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("test_error.png", "z2.png", "parameters.png"):
+        (out / name).write_bytes(b"an earlier report's plot")
+    with tfds_data("mnist", num_examples=300):
+        with pytest.raises(SystemExit, match="1 run\\(s\\) failed"):
+            reproduce.main(argv)
+    assert sorted(os.listdir(out)) == ["runs", "summary.json", "summary.md"]
+
+
+@pytest.mark.parametrize("option", ["--runs-dir", "--out"])
+def test_a_dir_that_cannot_be_written_is_an_argparse_error(
+    tmp_path, capsys, option
+):
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    argv = _tiny_argv(tmp_path, ["mnist"], 1, 100)
+    argv[argv.index(option) + 1] = str(a_file / "dir")
+    with pytest.raises(SystemExit) as error:
+        reproduce.parse_args(argv)
+    assert error.value.code == 2
+    assert f"argument {option}: " in capsys.readouterr().err

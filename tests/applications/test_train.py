@@ -39,6 +39,13 @@ def test_run_writes_history_results_and_model(tmp_path):
     best = saved["test_errors"].index(saved["best_test_error"])
     assert saved["best_epoch"] == best + 1  # an epoch, from 1
     assert saved["resumed"] is False and saved["resumed_after_epochs"] == []
+    # λ's schedule is recorded as a Keras schedule that can be rebuilt.
+    import keras
+
+    schedule = keras.optimizers.schedules.deserialize(
+        saved["strength_schedule_config"]
+    )
+    assert float(schedule(1)) == pytest.approx(1e-3)
     assert 0 <= saved["final_test_error"] <= 100
     assert saved["images_per_second"] > 0 and saved["wall_seconds"] > 0
     assert saved["versions"]["keras"] and saved["strength"] == 1e-3
@@ -110,7 +117,8 @@ def test_non_finite_loss_records_a_failed_run(tmp_path, capsys):
         results["reason"],
     )
     assert "final_test_error" not in results and results["strength"] == 1e3
-    assert results["epochs_run"] == 1  # stopped in epoch 1 of 3
+    assert results["epochs_run"] == 0  # stopped in epoch 1 of 3
+    assert results["failed_in_epoch"] == 1
     assert sorted(os.listdir(run_dir)) == [
         "args.json",
         "history.csv",
@@ -426,3 +434,20 @@ def test_progress_bar_is_short(tmp_path, capfd):
     # What the bar leaves out is in the history.
     (row,) = run_dirs.read_history(os.path.join(run_dir, "history.csv"))
     assert {"z2/conv1", "epoch_seconds", "psp_strength"} <= set(row)
+
+
+def test_tensorboard_logs_hold_lambda_and_per_layer_z2(tmp_path):
+    from tensorboard.backend.event_processing import event_accumulator
+
+    run_dir = tmp_path / "run"
+    argv = ["--epochs", "2", "--tensorboard", "--run-dir", str(run_dir)]
+    with tfds_data("mnist", num_examples=300):
+        train.main([*argv, *TINY])
+    logs = event_accumulator.EventAccumulator(
+        str(run_dir / "tensorboard" / "train"),
+        size_guidance={event_accumulator.TENSORS: 0},
+    )
+    logs.Reload()
+    tags = set(logs.Tags()["tensors"])
+    assert {"epoch_psp_strength", "epoch_z2/conv1", "epoch_psp_loss"} <= tags
+    assert [event.step for event in logs.Tensors("epoch_z2/conv1")] == [0, 1]
