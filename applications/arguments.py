@@ -92,6 +92,40 @@ class ArgumentParser(argparse.ArgumentParser):
         return super().add_argument(*args, **kwargs)
 
 
+def add_data_options(
+    parser, train_help="use only the first N training images (default: all)"
+):
+    """Adds `--data-dir`, `--train-examples` and `--test-examples`, the
+    options of every program that reads a data set."""
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="tfds data dir (default: TFDS_DATA_DIR, else tfds' own)",
+    )
+    parser.add_argument(
+        "--train-examples",
+        type=positive_int,
+        default=None,
+        help=train_help,
+    )
+    parser.add_argument(
+        "--test-examples",
+        type=positive_int,
+        default=None,
+        help="use only the first N test images (default: all)",
+    )
+
+
+def add_backend_option(parser, backends=("tensorflow", "jax", "torch")):
+    """Adds `--backend`, the Keras backend of a program's runs."""
+    parser.add_argument(
+        "--backend",
+        choices=backends,
+        default=None,
+        help="Keras backend (default: KERAS_BACKEND, else Keras' own)",
+    )
+
+
 def parser(module, doc, epilog=None):
     """The `ArgumentParser` of the program `module` (run as `python -m
     module`), whose description is the program's docstring (its usage

@@ -147,35 +147,14 @@ def build_parser():
         help="initial weights: Keras' defaults, or PyTorch's (the authors' "
         "code): keras_psp.training.pytorch_initialization",
     )
-    add(
-        "--backend",
-        choices=BACKENDS,
-        default=None,
-        help="Keras backend (default: KERAS_BACKEND, else Keras' own)",
-    )
+    arguments.add_backend_option(parser, BACKENDS)
     add("--jit-compile", choices=("auto", "on", "off"), default="auto")
     add(
         "--mixed-precision",
         action="store_true",
         help="mixed_float16 compute (the penalty stays float32)",
     )
-    add(
-        "--data-dir",
-        default=None,
-        help="tfds data dir (default: TFDS_DATA_DIR, else tfds' own)",
-    )
-    add(
-        "--train-examples",
-        type=arguments.positive_int,
-        default=None,
-        help="use only the first N training images (default: all)",
-    )
-    add(
-        "--test-examples",
-        type=arguments.positive_int,
-        default=None,
-        help="use only the first N test images (default: all)",
-    )
+    arguments.add_data_options(parser)
     add(
         "--monitor-examples",
         type=arguments.positive_int,

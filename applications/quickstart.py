@@ -26,23 +26,7 @@ def parse_args(argv=None):
     parser.add_argument(
         "--batch-size", type=arguments.positive_int, default=100
     )
-    parser.add_argument(
-        "--train-examples",
-        type=arguments.positive_int,
-        default=None,
-        help="use only the first N training images (default: all 60,000)",
-    )
-    parser.add_argument(
-        "--test-examples",
-        type=arguments.positive_int,
-        default=None,
-        help="evaluate on the first N test images (default: all 10,000)",
-    )
-    parser.add_argument(
-        "--data-dir",
-        default=None,
-        help="tfds data dir (default: TFDS_DATA_DIR, else tfds' own)",
-    )
+    arguments.add_data_options(parser)
     parser.add_argument("--seed", type=arguments.seed, default=1)
     return parser.parse_args(argv)
 

@@ -53,6 +53,10 @@ def parse_args(argv=None):
         nargs="+",
         choices=sorted(experiments.EXPERIMENTS),
         default=["mnist", "fashion_mnist"],
+        metavar="NAME",
+        help="experiments to run: "
+        + ", ".join(sorted(experiments.EXPERIMENTS))
+        + " (default: mnist fashion_mnist)",
     )
     add("--seeds", type=arguments.positive_int, default=3, help="seeds 1..N")
     add(
@@ -61,35 +65,16 @@ def parse_args(argv=None):
         default=None,
         help="every run's epochs (default: the paper's, 50 to 400)",
     )
-    add(
-        "--train-examples",
-        type=arguments.positive_int,
-        default=None,
-        help="quick runs on the first N training images (default: all)",
-    )
-    add(
-        "--test-examples",
-        type=arguments.positive_int,
-        default=None,
-        help="the first N test images (default: all)",
-    )
     add("--runs-dir", default="runs")
     add(
         "--out",
         default=os.path.join("runs", "report"),
         help="report directory (results/ holds the one of RESULTS.md)",
     )
-    add(
-        "--data-dir",
-        default=None,
-        help="tfds data dir (default: TFDS_DATA_DIR, else tfds' own)",
+    arguments.add_data_options(
+        parser, "quick runs on the first N training images (default: all)"
     )
-    add(
-        "--backend",
-        choices=config.BACKENDS,
-        default=None,
-        help="Keras backend (default: KERAS_BACKEND, else Keras' own)",
-    )
+    arguments.add_backend_option(parser, config.BACKENDS)
     add(
         "--report-only",
         action="store_true",
