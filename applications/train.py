@@ -50,6 +50,7 @@ def train(args):
     with run_dirs.run_lock(args.run_dir):
         if os.path.exists(paths["results.json"]):
             results = run_dirs.read_json(paths["results.json"])
+            _remove_leftovers(args.run_dir)  # a kill after results.json
             if run_dirs.failed(results):
                 print(f"{args.run_dir} failed: {results['reason']}")
             else:
@@ -71,6 +72,14 @@ def train(args):
             {**settings, "backend": config.current_backend()},
         )
         return _run(args, paths, settings)
+
+
+def _remove_leftovers(run_dir):
+    """Removes what a finished run no longer needs: its backup, and the
+    record of its restarts (now in results.json)."""
+    shutil.rmtree(os.path.join(run_dir, "backup"), ignore_errors=True)
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(os.path.join(run_dir, "resumes.json"))
 
 
 def _remove_temporary(*directories):
@@ -175,10 +184,7 @@ def _run(args, paths, settings):
         **provenance(),
     }
     run_dirs.write_json(paths["results.json"], results)
-    # Only now that the model and the results are safe.
-    shutil.rmtree(paths["backup"], ignore_errors=True)
-    if resumes:  # now in results.json
-        os.remove(os.path.join(args.run_dir, "resumes.json"))
+    _remove_leftovers(args.run_dir)  # only now that the results are safe
     print(
         f"{args.run_dir}: final test error {results['final_test_error']:.2f}% "
         f"(best {results['best_test_error']:.2f}%), "
@@ -298,8 +304,7 @@ def strength_schedule(args):
 def _record_failure(args, paths, settings, nan_stop):
     """Writes the `results.json` of a run that a non-finite loss stopped:
     the reason, the epochs it finished before (its history also holds the
-    epoch it stopped in), no test error and no model; the backup is
-    removed (its weights are not finite)."""
+    epoch it stopped in), no test error and no model."""
     results = {
         **settings,
         "status": "failed",
@@ -309,7 +314,7 @@ def _record_failure(args, paths, settings, nan_stop):
         **provenance(),
     }
     run_dirs.write_json(paths["results.json"], results)
-    shutil.rmtree(paths["backup"], ignore_errors=True)
+    _remove_leftovers(args.run_dir)  # the backup's weights are not finite
     print(f"{args.run_dir} failed: {nan_stop.failure}")
     return results
 

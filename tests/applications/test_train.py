@@ -168,6 +168,7 @@ def test_missing_data_fails_fast(tmp_path, monkeypatch):
 #   writing:E    half-way through writing epoch E's backup;
 #   save         half-way through writing model.keras;
 #   results      after model.keras, before results.json;
+#   written      after results.json, before the backup is removed;
 #   int:E:B      Ctrl-C (SIGINT) in epoch E after batch B.
 KILLER = """
 import os
@@ -241,7 +242,9 @@ def save_or_die(self, path, *args, **kwargs):
 def write_json_or_die(path, data):
     if kind == "results" and path.endswith("results.json"):
         die()
-    return write_json(path, data)
+    write_json(path, data)
+    if kind == "written" and path.endswith("results.json"):
+        die()
 
 
 checkpoint.EpochBackup.on_epoch_end = backup_then
@@ -317,6 +320,7 @@ LIVES = {
         "batch:2:1",  # mid-epoch 2
         "save",  # model.keras half-written
         "results",  # model.keras written, results.json not
+        "written",  # results.json written, the backup not removed
     ],
     "jax": ["backup:0", "batch:2:1", "save"],
     "torch": ["backup:0", "batch:2:1", "save"],
@@ -335,7 +339,8 @@ def test_a_run_stopped_anywhere_ends_as_if_never_stopped(tmp_path):
     for kill_at in LIVES[keras.backend.backend()]:
         result = run_train(stopped, kill_at)
         assert result.returncode == -9, (kill_at, result.stderr)
-        assert not os.path.exists(os.path.join(stopped, "results.json"))
+        finished = os.path.exists(os.path.join(stopped, "results.json"))
+        assert finished == (kill_at == "written")
     result = run_train(stopped)
     assert result.returncode == 0, result.stderr
     expected, expected_rows, expected_weights = finished_run(straight)
