@@ -17,6 +17,14 @@ MODELS = ("lenet5", "all_cnn_c", "resnet18", "mobilenetv2")
 DATASETS = ("mnist", "fashion_mnist", "cifar10")
 REGULARIZATIONS = ("none", "l2", "psp")
 BACKENDS = ("tensorflow", "jax", "torch")
+POLICIES = ("none", "mixed_float16", "mixed_bfloat16")
+# --distribution: the backend each engine needs.
+DISTRIBUTIONS = {
+    "none": None,
+    "mirrored": "tensorflow",
+    "multi_worker": "tensorflow",
+    "data_parallel": "jax",
+}
 PAPER_STRENGTH = {"psp": 1e-3, "none": 0.0}
 PAPER_L2 = {"mnist": 1e-4, "fashion_mnist": 1e-4, "cifar10": 5e-4}
 
@@ -42,6 +50,9 @@ RUN_KEYS = (
 # Settings added after runs were recorded: at their default they are left
 # out of a run's settings, so that those run dirs and records still match.
 LATER_KEYS = {"initializer": "keras"}
+# Settings whose recorded values changed form: `--mixed-precision` was a
+# flag (mixed_float16 or not) before it took a policy.
+OLD_VALUES = {"mixed_precision": {False: "none", True: "mixed_float16"}}
 
 DESCRIPTION = """\
 Train one configuration: model, data set, regularization, λ, seed.
@@ -151,8 +162,20 @@ def build_parser():
     add("--jit-compile", choices=("auto", "on", "off"), default="auto")
     add(
         "--mixed-precision",
-        action="store_true",
-        help="mixed_float16 compute (the penalty stays float32)",
+        choices=POLICIES,
+        default="none",
+        help="Keras dtype policy: float16 or bfloat16 compute, float32 "
+        "weights (the penalty is accumulated in float32)",
+    )
+    add(
+        "--distribution",
+        choices=tuple(DISTRIBUTIONS),
+        default="none",
+        help="data parallel training, the global batch being --batch-size: "
+        "mirrored (TensorFlow: the GPUs of this machine), multi_worker "
+        "(TensorFlow: several machines, from TF_CONFIG; task 0 writes the "
+        "run dir), data_parallel (JAX: every device keras.distribution "
+        "lists)",
     )
     arguments.add_data_options(parser)
     add(
@@ -190,6 +213,7 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     complete(args, parser.error)
     _use_backend(args, parser.error)
+    check_distribution(args, parser.error)
     check_run_dir(args, parser.error)
     if args.tensorboard and not _installed("tensorboard"):
         parser.error(
@@ -229,6 +253,7 @@ def run_config(runs_dir="runs", check=True, **settings):
         setattr(args, name, value)
     complete(args, _raise, runs_dir)
     _use_backend(args, _raise)
+    check_distribution(args, _raise)
     if check:
         check_run_dir(args)
     return args
@@ -280,6 +305,17 @@ def _use_backend(args, error):
     os.environ["KERAS_BACKEND"] = args.backend
 
 
+def check_distribution(args, error=_raise):
+    """Checks that `args.distribution` fits the backend."""
+    needed = DISTRIBUTIONS.get(args.distribution)
+    if needed and current_backend() != needed:
+        error(
+            f"argument --distribution: {args.distribution} needs the "
+            f"{needed} backend (--backend {needed}); Keras runs on "
+            f"{current_backend()}"
+        )
+
+
 def check_run_dir(args, error=_raise):
     """Checks that `args.run_dir` may take the run `args`: a writable
     directory (or one that can be made) holding no run of other settings,
@@ -292,7 +328,7 @@ def check_run_dir(args, error=_raise):
     if not os.path.exists(path) or not started(args.run_dir):
         return  # nothing trained yet: any settings may take it
     try:
-        previous = run_dirs.read_json(path)
+        previous = recorded_settings(run_dirs.read_json(path))
     except (OSError, ValueError):
         return  # written before atomic writes: rewritten at the start
     settings = run_settings(args)
@@ -354,8 +390,20 @@ def run_settings(args):
     return settings
 
 
+def recorded_settings(recorded):
+    """The settings `recorded` (an `args.json`), in today's form."""
+    recorded = dict(recorded)
+    for key, old in OLD_VALUES.items():
+        value = recorded.get(key)
+        if isinstance(value, bool):
+            recorded[key] = old[value]
+    return recorded
+
+
 def same_run(recorded, args):
     """Whether the settings `recorded` (an `args.json`) are those of
     `args`."""
-    recorded = {k: v for k, v in recorded.items() if k != "backend"}
+    recorded = {
+        k: v for k, v in recorded_settings(recorded).items() if k != "backend"
+    }
     return recorded == run_settings(args)

@@ -14,9 +14,11 @@ from applications import config, train
 """
 
 import contextlib
+import json
 import os
 import shutil
 import sys
+import tempfile
 
 import applications
 from applications import config
@@ -45,6 +47,12 @@ def train(args):
         RunError: its backup or its data cannot be read (the message says
             what to do).
     """
+    if not is_chief(args):
+        return _train_elsewhere(args)
+    return _train(args)
+
+
+def _train(args):
     os.makedirs(args.run_dir, exist_ok=True)
     paths = {name: os.path.join(args.run_dir, name) for name in FILES}
     with run_dirs.run_lock(args.run_dir):
@@ -74,6 +82,40 @@ def train(args):
         return _run(args, paths, settings)
 
 
+def is_chief(args):
+    """Whether this process writes the run dir: always, but in a
+    multi-worker run, where only the chief (task 0 of `TF_CONFIG`) does."""
+    if args.distribution != "multi_worker":
+        return True
+    task = json.loads(os.environ.get("TF_CONFIG") or "{}").get("task", {})
+    if task.get("type") == "chief":
+        return True
+    cluster = json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {})
+    return "chief" not in cluster and int(task.get("index", 0)) == 0
+
+
+def _train_elsewhere(args):
+    """A multi-worker run's other workers train in step with the chief but
+    write into a temporary directory, removed at the end (as Keras' docs
+    have non-chief workers do with `ModelCheckpoint` and
+    `BackupAndRestore`). Where the run dir is on a file system every worker
+    sees, they resume from the chief's backup, as the chief does."""
+    import copy
+
+    mine = copy.copy(args)
+    mine.run_dir = tempfile.mkdtemp(prefix="psp-worker-")
+    try:
+        backup = os.path.join(args.run_dir, "backup")
+        if os.path.isdir(backup):
+            shutil.copytree(backup, os.path.join(mine.run_dir, "backup"))
+        history = os.path.join(args.run_dir, "history.csv")
+        if os.path.exists(history):
+            shutil.copy(history, mine.run_dir)
+        return _train(mine)
+    finally:
+        shutil.rmtree(mine.run_dir, ignore_errors=True)
+
+
 def _remove_leftovers(run_dir):
     """Removes what a finished run no longer needs: its backup, and the
     record of its restarts (now in results.json)."""
@@ -99,23 +141,29 @@ def _run(args, paths, settings):
     from applications import checkpoint
     from applications import run_callbacks
 
-    if args.mixed_precision:
-        keras.config.set_dtype_policy("mixed_float16")
+    # First: a multi-worker strategy must exist before TensorFlow runs ops.
+    scope, replicas = distribute(args)
+    if args.mixed_precision != "none":
+        keras.config.set_dtype_policy(args.mixed_precision)
     keras.utils.set_random_seed(args.seed)
     done, backup = checkpoint.latest(paths["backup"])
     splits = _load(args, done)
     info = splits.info
-    model = build_model(args, keras_psp, info["steps_per_epoch"])
-    if args.initializer == "pytorch":
-        keras_psp.training.pytorch_initialization(model, seed=args.seed)
-    if backup:
-        try:
-            checkpoint.restore(model, backup)
-        except checkpoint.CorruptBackupError as error:
-            raise RunError(
-                f"{error}; run the same command with --discard-backup to "
-                f"start {args.run_dir} over from epoch 1"
-            ) from None
+    train_data, test_data = splits.train, splits.test
+    if args.distribution == "multi_worker":
+        train_data, test_data = _shard_by_batch(train_data, test_data)
+    with scope:
+        model = build_model(args, keras_psp, info["steps_per_epoch"])
+        if args.initializer == "pytorch":
+            keras_psp.training.pytorch_initialization(model, seed=args.seed)
+        if backup:
+            try:
+                checkpoint.restore(model, backup)
+            except checkpoint.CorruptBackupError as error:
+                raise RunError(
+                    f"{error}; run the same command with --discard-backup "
+                    f"to start {args.run_dir} over from epoch 1"
+                ) from None
     run_dirs.keep_history(paths["history.csv"], done)
     resumes = _record_resume(args.run_dir, done)
     # The fixed held-out batch for ⟨z²⟩: the first test images. Reading
@@ -145,8 +193,8 @@ def _run(args, paths, settings):
     if done < args.epochs:
         with _reading(args, keras_psp):
             model.fit(
-                splits.train,
-                validation_data=splits.test,
+                train_data,
+                validation_data=test_data,
                 epochs=args.epochs,
                 initial_epoch=done,
                 steps_per_epoch=info["steps_per_epoch"],
@@ -154,6 +202,11 @@ def _run(args, paths, settings):
                 shuffle=False,  # the data set orders itself
                 verbose=verbose,
             )
+    settings = {
+        **settings,
+        "distribution": args.distribution,
+        "replicas": replicas,
+    }
     if nan_stop.failure is not None:
         return _record_failure(args, paths, settings, nan_stop)
     with run_dirs.atomic_path(paths["model.keras"]) as tmp:
@@ -191,6 +244,72 @@ def _run(args, paths, settings):
         f"{results['images_per_second']:.0f} images/s"
     )
     return results
+
+
+def distribute(args):
+    """Sets up `args.distribution`: the scope to build the model in, and
+    the number of replicas. The global batch stays `args.batch_size`: the
+    engines split each batch between the replicas and sum their gradients
+    (Keras scales each replica's loss, PSP term included, by
+    1/replicas)."""
+    import keras
+
+    if args.distribution == "data_parallel":
+        distribution = keras.distribution.DataParallel()
+        keras.distribution.set_distribution(distribution)
+        return contextlib.nullcontext(), int(distribution.device_mesh.shape[0])
+    if args.distribution in ("mirrored", "multi_worker"):
+        import tensorflow as tf
+
+        if args.distribution == "mirrored":
+            strategy = tf.distribute.MirroredStrategy()
+        else:
+            strategy = multi_worker_strategy()
+        return strategy.scope(), int(strategy.num_replicas_in_sync)
+    return contextlib.nullcontext(), 1
+
+
+def multi_worker_strategy(**kwargs):
+    """`tf.distribute.MultiWorkerMirroredStrategy(**kwargs)` (reading
+    `TF_CONFIG`), mended so that Keras 3's `fit` runs under it.
+
+    Keras (3.15) asks the strategy for the mean of the replicas' scalar
+    logs over axis 0 and of the first batch's `(x, y)` structure; the
+    multi-worker strategy refuses both ("Invalid reduction dimension 0 for
+    input with 0 dimensions": tensorflow/tensorflow#72388; "Attempt to
+    convert a value (PerReplica ...)"). This strategy reduces each tensor
+    of a structure, a scalar over no axis. Training is untouched: the
+    gradients are all-reduced by the strategy, as before.
+    """
+    import tensorflow as tf
+
+    class Strategy(tf.distribute.MultiWorkerMirroredStrategy):
+        def reduce(self, reduce_op, value, axis):
+            def one(v):
+                local = self.experimental_local_results(v)[0]
+                scalar = getattr(local, "shape", None) is not None and (
+                    local.shape.rank == 0
+                )
+                return super(Strategy, self).reduce(
+                    reduce_op, v, None if scalar else axis
+                )
+
+            return tf.nest.map_structure(one, value)
+
+    return Strategy(**kwargs)
+
+
+def _shard_by_batch(*datasets):
+    """Each worker of a multi-worker run takes its own part of every global
+    batch (tf.distribute splits each batch between the replicas, then each
+    worker keeps its replicas' parts), so a global batch is the
+    configured batch size, as on one device."""
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    policy = tf.data.experimental.AutoShardPolicy.DATA
+    options.experimental_distribute.auto_shard_policy = policy
+    return [dataset.with_options(options) for dataset in datasets]
 
 
 def _tensorboard(args, keras):
