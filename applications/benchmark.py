@@ -1,30 +1,54 @@
-"""Measure what PSP and the ⟨z²⟩ monitor cost in training speed.
+"""Measure what PSP costs per training step, against the alternatives.
 
-    python -m applications.benchmark [--model lenet5] [--rounds 3]
+    python -m applications.benchmark [--models lenet5 resnet18] [--steps 20]
 
-Trains the same model on the same data (synthetic, so no data set is
-needed) in several variants, interleaved round by round (in a rotating
-order) so that a noisy machine slows them alike, and reports each
-variant's training throughput and its ratio to the unregularized model
-measured in the same run, from the fastest of its timed epochs (noise on a
-shared machine only ever adds time, so the best epoch is the stablest
-estimate) and, for comparison, from the median epoch:
+For each model builder of `keras_psp.models` (synthetic data: 28×28×1 for
+LeNet-5, 32×32×3 for the others, so no data set is needed) it trains, on the
+current Keras backend (set KERAS_BACKEND; one process per backend), four
+variants built by the same builder from the same seed:
 
 - `none`: no regularization;
-- `psp`: PSP on every pre-activation (the authors' normalization);
-- `psp+monitor`: PSP and `PreActivationMonitor` on a 1000-image batch;
-- `l2`: L2 on the kernels, for comparison.
+- `l2`: `weight_decay=5e-4` (L2 on the kernels);
+- `psp`: `psp_strength=1e-3` (the builders' default normalization: the
+  authors' mean of z², λ divided by the number of regularized layers),
+  with keras-psp's layers (`PSPConv2D`, `PSPDense`, `PSPActivation`);
+- `builtin`: the same penalty, written by hand with Keras' built-in route:
+  every PSP layer becomes its plain Keras layer with a linear activation and
+  `activity_regularizer=keras_psp.PSPRegularizer(λ, reduction)`, followed
+  by a `keras.layers.Activation` (for a `PSPActivation`, the regularizer
+  goes on the layer whose output it regularizes: the batch norm or the add
+  before it).
 
-It also times the monitor's own work (its forward pass and reductions)
-within each `psp+monitor` epoch and reports it as a share of that epoch.
+All four are compiled in one process (SGD with momentum, sparse
+cross-entropy on logits), warmed up (the first steps compile), then timed
+in rounds of a few steps each, the order of the variants rotating from
+round to round so that a noisy machine slows them alike. Each step is one
+compiled train step on a fixed batch, waited for until done (TensorFlow and
+PyTorch: `train_on_batch`; JAX: the compiled train function that `fit`
+runs, with the state carried from step to step, as `fit` does). Reported:
+the median step time, each variant's throughput ratio to `none` (median
+step time of `none` / the variant's), and peak memory. On a CPU no backend
+reports device memory, so peak memory is the process's resident
+set high-water mark (Linux `VmHWM`) in a child process that builds and
+trains one variant alone for a few steps, the mark reset after the imports
+(`/proc/self/clear_refs`): `peak MiB` is that mark (framework included),
+and `train MiB` its growth over the resident set after the imports (the
+model, its compiled step, gradients and activations); `--memory off` skips this.
 
-Prints a markdown table and writes it, with the settings, to `--out`
-(JSON) when given. The default (LeNet-5, 6000 images, 3 rounds) takes
-about a minute on a 2-core CPU (TensorFlow backend, 2026-11-25: 58 s).
+Prints a Markdown table and writes it, with settings and versions, to
+`--out` (JSON) when given. The default run (all four builders, batch 100
+for LeNet-5 and 32 for the others, 20 timed steps per variant) takes about
+4 minutes per backend on a 2-core CPU (2026-11-25: TensorFlow 4 min, JAX
+4 min, PyTorch 6 min), memory measurement included.
 """
 
+import argparse
+import json
+import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 
 import applications
@@ -37,171 +61,417 @@ SHAPES = {
     "resnet18": (32, 32, 3),
     "mobilenetv2": (32, 32, 3),
 }
-VARIANTS = ("none", "psp", "psp+monitor", "l2")
+BATCH_SIZES = {"lenet5": 100}  # others: DEFAULT_BATCH_SIZE
+DEFAULT_BATCH_SIZE = 32
+VARIANTS = ("none", "l2", "psp", "builtin")
+WEIGHT_DECAY = 5e-4
+PSP_STRENGTH = 1e-3
+WARMUP_STEPS = 3
+MEMORY_STEPS = 3
 
 
 def parse_args(argv=None):
     parser = arguments.parser("applications.benchmark", __doc__)
-    parser.add_argument("--model", choices=sorted(SHAPES), default="lenet5")
     parser.add_argument(
-        "--examples",
+        "--models",
+        nargs="+",
+        choices=sorted(SHAPES),
+        default=list(SHAPES),
+        metavar="MODEL",
+        help=f"builders to measure, among {', '.join(sorted(SHAPES))} "
+        "(default: all four)",
+    )
+    parser.add_argument(
+        "--batch-size",
         type=arguments.positive_int,
-        default=6000,
-        help="synthetic training images per epoch",
+        default=None,
+        help=f"examples per step (default: {BATCH_SIZES['lenet5']} for "
+        f"lenet5, {DEFAULT_BATCH_SIZE} for the CIFAR models)",
     )
     parser.add_argument(
-        "--batch-size", type=arguments.positive_int, default=100
-    )
-    parser.add_argument(
-        "--rounds",
+        "--steps",
         type=arguments.positive_int,
-        default=3,
-        help="timed epochs per variant (after one warm-up)",
+        default=20,
+        help="timed steps per variant and model, after "
+        f"{WARMUP_STEPS} warm-up steps",
     )
     parser.add_argument(
-        "--jit-compile", choices=("auto", "on", "off"), default="auto"
+        "--steps-per-round",
+        type=arguments.positive_int,
+        default=5,
+        help="steps a variant runs before the next one takes its turn",
     )
-    parser.add_argument("--mixed-precision", action="store_true")
+    parser.add_argument(
+        "--jit-compile",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="`jit_compile` of `model.compile` (auto: Keras' choice: XLA "
+        "on JAX, off on TensorFlow and PyTorch)",
+    )
+    parser.add_argument(
+        "--mixed-precision",
+        choices=("none", "mixed_float16", "mixed_bfloat16"),
+        default="none",
+        help="Keras dtype policy of the models",
+    )
+    parser.add_argument(
+        "--memory",
+        choices=("child", "off"),
+        default="child",
+        help="peak memory: measured in one child process per variant "
+        "(child), or not at all (off)",
+    )
     parser.add_argument(
         "--out",
         default=None,
-        help="also write the table and settings to this JSON file "
-        "(default: print only)",
+        help="also write the table, settings and step times to this JSON "
+        "file (default: print only)",
     )
+    # Internal: the child process that measures one variant's memory.
+    parser.add_argument("--memory-of", default=None, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
+
+
+def batch_size(args, model_name):
+    if args.batch_size is not None:
+        return args.batch_size
+    return BATCH_SIZES.get(model_name, DEFAULT_BATCH_SIZE)
+
+
+def build(model_name, variant, args):
+    """The compiled model of `variant`, built from seed 0."""
+    import keras
+
+    from keras_psp import models
+
+    builders = {
+        "lenet5": models.LeNet5,
+        "all_cnn_c": models.AllCNNC,
+        "resnet18": models.ResNet18,
+        "mobilenetv2": models.MobileNetV2,
+    }
+    builder = builders[model_name]
+    keras.utils.set_random_seed(0)
+    if variant == "none":
+        model = builder(classifier_activation=None)
+    elif variant == "l2":
+        model = builder(classifier_activation=None, weight_decay=WEIGHT_DECAY)
+    else:
+        model = builder(classifier_activation=None, psp_strength=PSP_STRENGTH)
+        if variant == "builtin":
+            model = builtin_route(model)
+    jit = {"auto": "auto", "on": True, "off": False}[args.jit_compile]
+    model.compile(
+        keras.optimizers.SGD(0.01, momentum=0.9),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=jit,
+    )
+    return model
+
+
+def builtin_route(psp_model):
+    """`psp_model` rewritten with Keras' own route to the same penalty.
+
+    Each `PSPConv2D` / `PSPDense` becomes a `Conv2D` / `Dense` with a linear
+    activation and `activity_regularizer=PSPRegularizer(λ, reduction)` (its
+    own λ), followed by an `Activation`; each `PSPActivation` becomes an
+    `Activation` (none for a linear one), and the layer whose output it
+    regularized (a batch norm or an add, used by nothing else) gets the
+    `activity_regularizer`. The result is a plain `keras.Model` (no
+    `psp_loss` log) with the same weights, outputs and penalty terms.
+    """
+    import keras
+
+    from keras_psp import PSPActivation
+    from keras_psp import PSPRegularizer
+    from keras_psp import keras_internals
+    from keras_psp.layers.psp_layer import PSPAffineMixin
+
+    def regularizer(layer):
+        strength = float(keras.ops.convert_to_numpy(layer.strength))
+        return PSPRegularizer(strength, layer.reduction)
+
+    # The layers whose output a PSPActivation regularizes.
+    producers = {}
+    for layer in psp_model.layers:
+        if isinstance(layer, PSPActivation):
+            source = keras_internals.producer(
+                keras_internals.first_call_input(layer)
+            )
+            if len(source._outbound_nodes) != 1:
+                raise ValueError(f"{source.name} feeds more than {layer.name}")
+            producers[id(source)] = regularizer(layer)
+    activations = {}  # id of a cloned layer -> activation to put after it
+
+    def clone(layer):
+        if isinstance(layer, PSPAffineMixin):
+            config = layer.get_config()
+            del config["strength"], config["reduction"]
+            config["activation"] = "linear"
+            new = layer.base_layer_class.from_config(config)
+            new.activity_regularizer = regularizer(layer)
+            activations[id(new)] = layer.psp_activation
+            return new
+        if isinstance(layer, PSPActivation):
+            new = keras.layers.Activation(layer.activation, name=layer.name)
+            if layer.activation is keras.activations.linear:
+                activations[id(new)] = None  # nothing to apply
+            return new
+        new = layer.__class__.from_config(layer.get_config())
+        if id(layer) in producers:
+            new.activity_regularizer = producers[id(layer)]
+        return new
+
+    def call(layer, *args, **kwargs):
+        if id(layer) in activations:
+            if activations[id(layer)] is None:  # a linear PSPActivation
+                return args[0]
+            z = layer(*args, **kwargs)
+            return keras.layers.Activation(
+                activations[id(layer)], name=f"{layer.name}_activation"
+            )(z)
+        return layer(*args, **kwargs)
+
+    clone_ = keras.models.clone_model(
+        psp_model, clone_function=clone, call_function=call
+    )
+    model = keras.Model(clone_.input, clone_.output, name=psp_model.name)
+    # The same weights: the two models compute the same function and loss.
+    for layer in psp_model.layers:
+        weights = [w for w in layer.weights if w.name != "strength"]
+        if weights:
+            target = model.get_layer(layer.name)
+            for variable, value in zip(target.weights, weights, strict=True):
+                variable.assign(value)
+    return model
+
+
+def data(model_name, args):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    size = batch_size(args, model_name)
+    x = rng.standard_normal((size, *SHAPES[model_name]), dtype=np.float32)
+    y = rng.integers(0, 10, size).astype("int32")
+    return x, y
+
+
+class Stepper:
+    """Runs one training step of `model` on a fixed batch, to completion.
+
+    TensorFlow and PyTorch: `train_on_batch` (on tensors made once), which
+    returns Python floats, so the step is done when it returns. JAX: the
+    compiled train function `fit` runs, with the state carried from step to
+    step in JAX arrays as `fit` does (`train_on_batch` would also copy every
+    variable in and out at each step), and `jax.block_until_ready`.
+    """
+
+    def __init__(self, model, x, y):
+        import keras
+
+        self.model = model
+        self.backend = keras.backend.backend()
+        if self.backend == "jax":
+            import jax
+
+            model.train_on_batch(x, y)  # builds and makes train_function
+            self.data = (jax.device_put(x), jax.device_put(y), None)
+            self.state = model._get_jax_state(
+                trainable_variables=True,
+                non_trainable_variables=True,
+                optimizer_variables=True,
+                metrics_variables=True,
+            )
+        else:
+            self.x = keras.ops.convert_to_tensor(x)
+            self.y = keras.ops.convert_to_tensor(y)
+
+    def step(self):
+        if self.backend == "jax":
+            import jax
+
+            logs, self.state = self.model.train_function(
+                self.state, iter([self.data])
+            )
+            jax.block_until_ready((logs, self.state))
+            return float(logs["loss"])
+        return self.model.train_on_batch(self.x, self.y, return_dict=True)[
+            "loss"
+        ]
+
+
+def time_model(model_name, args):
+    """Median step seconds of each variant, all trained in this process."""
+    x, y = data(model_name, args)
+    steppers = {}
+    for variant in VARIANTS:
+        steppers[variant] = Stepper(build(model_name, variant, args), x, y)
+        for _ in range(WARMUP_STEPS):
+            steppers[variant].step()
+    seconds = {variant: [] for variant in VARIANTS}
+    rounds = -(-args.steps // args.steps_per_round)
+    for round_index in range(rounds):
+        shift = round_index % len(VARIANTS)
+        for variant in VARIANTS[shift:] + VARIANTS[:shift]:
+            stepper = steppers[variant]
+            for _ in range(args.steps_per_round):
+                if len(seconds[variant]) == args.steps:
+                    break
+                start = time.perf_counter()
+                loss = stepper.step()
+                seconds[variant].append(time.perf_counter() - start)
+                if loss != loss:  # NaN
+                    raise FloatingPointError(f"{variant}: loss is NaN")
+    return seconds
+
+
+def _status_mib(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024  # kB
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def memory_child(args):
+    """In the child: train one variant a few steps; print its memory.
+
+    After the imports and the data, the kernel's resident-set high-water
+    mark is reset (`/proc/self/clear_refs`, Linux), so the peak is the
+    training's, not that of importing the framework; `train_mib` is the
+    peak's growth over the resident set at that point.
+    """
+    model_name, variant = args.memory_of.split(":")
+    import keras  # noqa: F401  (imports counted in the baseline)
+
+    x, y = data(model_name, args)
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # resets VmHWM to the current resident set
+    baseline = _status_mib("VmRSS")
+    stepper = Stepper(build(model_name, variant, args), x, y)
+    for _ in range(MEMORY_STEPS):
+        stepper.step()
+    peak = _status_mib("VmHWM")
+    print(json.dumps({"peak_mib": peak, "train_mib": peak - baseline}))
+
+
+def measure_memory(model_name, variant, args):
+    command = [
+        sys.executable,
+        "-m",
+        "applications.benchmark",
+        "--memory-of",
+        f"{model_name}:{variant}",
+        "--jit-compile",
+        args.jit_compile,
+        "--mixed-precision",
+        args.mixed_precision,
+        "--batch-size",
+        str(batch_size(args, model_name)),
+    ]
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run(
+        command, capture_output=True, text=True, cwd=root, check=False
+    )
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"memory of {model_name}/{variant} failed:\n{result.stderr}"
+        )
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def versions():
+    import keras
+
+    found = {"keras": keras.__version__, "python": platform.python_version()}
+    module = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
+    name = module[keras.backend.backend()]
+    found[name] = __import__(name).__version__
+    return found
 
 
 def main(argv=None):
     args = parse_args(argv)
     applications.quiet_tensorflow()
     import keras
-    import numpy as np
 
-    from keras_psp import callbacks
-    from keras_psp import models
-
-    if args.mixed_precision:
-        keras.config.set_dtype_policy("mixed_float16")
-    builder = {
-        "lenet5": models.LeNet5,
-        "all_cnn_c": models.AllCNNC,
-        "resnet18": models.ResNet18,
-        "mobilenetv2": models.MobileNetV2,
-    }
-    shape = SHAPES[args.model]
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((args.examples, *shape), dtype=np.float32)
-    y = rng.integers(0, 10, args.examples)
-    held_out = x[:1000]
-    jit = {"auto": "auto", "on": True, "off": False}[args.jit_compile]
-
-    variants = {}
-    monitor_seconds = []
-    for name in VARIANTS:
-        kwargs = {"psp_strength": 1e-3} if name.startswith("psp") else {}
-        if name == "l2":
-            kwargs = {"weight_decay": 5e-4}
-        keras.utils.set_random_seed(0)
-        model = builder[args.model](classifier_activation=None, **kwargs)
-        model.compile(
-            keras.optimizers.SGD(0.01, momentum=0.9),
-            keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            jit_compile=jit,
-        )
-        extra = []
-        if "monitor" in name:
-            monitor = callbacks.PreActivationMonitor(held_out)
-            monitor.measure = _timed(monitor.measure, monitor_seconds)
-            extra.append(monitor)
-        model.fit(
-            x,
-            y,
-            batch_size=args.batch_size,
-            epochs=1,
-            verbose=0,
-            callbacks=extra,
-        )  # warm-up: compilation
-        variants[name] = (model, extra)
-
-    monitor_seconds.clear()  # the warm-up's call compiled the probe
-    seconds = {name: [] for name in VARIANTS}
-    for round_index in range(args.rounds):
-        # Rotate the order each round, so no variant always runs first.
-        shift = round_index % len(VARIANTS)
-        for name in VARIANTS[shift:] + VARIANTS[:shift]:
-            model, extra = variants[name]
-            start = time.perf_counter()
-            model.fit(
-                x,
-                y,
-                batch_size=args.batch_size,
-                epochs=1,
-                verbose=0,
-                callbacks=extra,
-            )
-            seconds[name].append(time.perf_counter() - start)
-
-    best = {n: args.examples / min(s) for n, s in seconds.items()}
-    median = {
-        n: args.examples / statistics.median(s) for n, s in seconds.items()
-    }
-    rows = [
-        {
-            "variant": name,
-            "images_per_second": best[name],
-            "relative_to_none": best[name] / best["none"],
-            "median_images_per_second": median[name],
-            "median_relative_to_none": median[name] / median["none"],
-        }
-        for name in VARIANTS
-    ]
-    # The monitor's own time, as a share of the epochs it ran in: a ratio
-    # within each epoch, so not blurred by epoch-to-epoch noise.
-    pairs = zip(monitor_seconds, seconds["psp+monitor"], strict=True)
-    monitor_share = statistics.median(m / e for m, e in pairs)
-    print(
-        f"{args.model}, {keras.backend.backend()}, batch {args.batch_size}, "
-        f"{args.rounds} rounds, {platform.processor() or platform.machine()}"
-    )
-    print(
-        "| variant | images/s (best epoch) | ratio to none "
-        "| images/s (median) | ratio to none |\n|---|---|---|---|---|"
-    )
-    for row in rows:
-        print(
-            f"| {row['variant']} | {row['images_per_second']:.0f} "
-            f"| {row['relative_to_none']:.3f} "
-            f"| {row['median_images_per_second']:.0f} "
-            f"| {row['median_relative_to_none']:.3f} |"
-        )
-    print(
-        f"PreActivationMonitor: {statistics.median(monitor_seconds):.3f} s "
-        f"per epoch, {100 * monitor_share:.2f}% of the epoch (median)"
-    )
+    if args.mixed_precision != "none":
+        keras.config.set_dtype_policy(args.mixed_precision)
+    if args.memory_of:
+        return memory_child(args)
+    backend = keras.backend.backend()
+    rows = []
+    all_seconds = {}
+    for model_name in args.models:
+        seconds = time_model(model_name, args)
+        all_seconds[model_name] = seconds
+        memory = {}
+        if args.memory == "child":
+            for variant in VARIANTS:
+                memory[variant] = measure_memory(model_name, variant, args)
+        none = statistics.median(seconds["none"])
+        for variant in VARIANTS:
+            median = statistics.median(seconds[variant])
+            row = {
+                "model": model_name,
+                "backend": backend,
+                "variant": variant,
+                "batch_size": batch_size(args, model_name),
+                "median_step_ms": 1000 * median,
+                "ratio_to_none": none / median,
+                "images_per_second": batch_size(args, model_name) / median,
+            }
+            if memory:
+                row["peak_mib"] = memory[variant]["peak_mib"]
+                row["train_mib"] = memory[variant]["train_mib"]
+                row["train_memory_ratio_to_none"] = (
+                    memory[variant]["train_mib"] / memory["none"]["train_mib"]
+                )
+            rows.append(row)
+        print_rows([r for r in rows if r["model"] == model_name], args)
     if args.out:
         write_json(
             args.out,
             {
-                "settings": vars(args),
-                "backend": keras.backend.backend(),
+                "settings": {
+                    k: v for k, v in vars(args).items() if k != "memory_of"
+                },
+                "backend": backend,
+                "versions": versions(),
+                "machine": {
+                    "processor": platform.processor() or platform.machine(),
+                    "cpus": os.cpu_count(),
+                    "platform": platform.platform(),
+                },
+                "warmup_steps": WARMUP_STEPS,
                 "rows": rows,
-                "seconds": seconds,
-                "monitor_seconds": monitor_seconds,
-                "monitor_share": monitor_share,
+                "step_seconds": all_seconds,
             },
         )
     return rows
 
 
-def _timed(function, seconds):
-    def timed(*args, **kwargs):
-        start = time.perf_counter()
-        try:
-            return function(*args, **kwargs)
-        finally:
-            seconds.append(time.perf_counter() - start)
-
-    return timed
+def print_rows(rows, args):
+    header = (
+        "| model | backend | variant | batch | median step ms | ratio to none "
+    )
+    rule = "|---|---|---|---|---|---"
+    if "peak_mib" in rows[0]:
+        header += "| peak MiB | train MiB | train MiB ratio "
+        rule += "|---|---|---"
+    print(f"{header}|\n{rule}|", flush=True)
+    for row in rows:
+        line = (
+            f"| {row['model']} | {row['backend']} | {row['variant']} "
+            f"| {row['batch_size']} | {row['median_step_ms']:.1f} "
+            f"| {row['ratio_to_none']:.3f} "
+        )
+        if "peak_mib" in row:
+            line += (
+                f"| {row['peak_mib']:.0f} | {row['train_mib']:.0f} "
+                f"| {row['train_memory_ratio_to_none']:.3f} "
+            )
+        print(line + "|", flush=True)
 
 
 if __name__ == "__main__":
