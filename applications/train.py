@@ -142,7 +142,7 @@ def _run(args, paths, settings):
     from applications import run_callbacks
 
     # First: a multi-worker strategy must exist before TensorFlow runs ops.
-    scope, replicas = distribute(args)
+    strategy, scope, replicas = distribute(args)
     if args.mixed_precision != "none":
         keras.config.set_dtype_policy(args.mixed_precision)
     keras.utils.set_random_seed(args.seed)
@@ -150,8 +150,9 @@ def _run(args, paths, settings):
     splits = _load(args, done)
     info = splits.info
     train_data, test_data = splits.train, splits.test
-    if args.distribution == "multi_worker":
-        train_data, test_data = _shard_by_batch(train_data, test_data)
+    if strategy is not None:
+        train_data = _split_batches(strategy, train_data)
+        test_data = _split_batches(strategy, test_data)
     with scope:
         model = build_model(args, keras_psp, info["steps_per_epoch"])
         if args.initializer == "pytorch":
@@ -247,8 +248,9 @@ def _run(args, paths, settings):
 
 
 def distribute(args):
-    """Sets up `args.distribution`: the scope to build the model in, and
-    the number of replicas. The global batch stays `args.batch_size`: the
+    """Sets up `args.distribution`: the `tf.distribute` strategy (None
+    unless TensorFlow's), the scope to build the model in, and the number
+    of replicas. The global batch stays `args.batch_size`: the
     engines split each batch between the replicas and sum their gradients
     (Keras scales each replica's loss, PSP term included, by
     1/replicas)."""
@@ -257,7 +259,8 @@ def distribute(args):
     if args.distribution == "data_parallel":
         distribution = keras.distribution.DataParallel()
         keras.distribution.set_distribution(distribution)
-        return contextlib.nullcontext(), int(distribution.device_mesh.shape[0])
+        replicas = int(distribution.device_mesh.shape[0])
+        return None, contextlib.nullcontext(), replicas
     if args.distribution in ("mirrored", "multi_worker"):
         import tensorflow as tf
 
@@ -265,8 +268,8 @@ def distribute(args):
             strategy = tf.distribute.MirroredStrategy()
         else:
             strategy = multi_worker_strategy()
-        return strategy.scope(), int(strategy.num_replicas_in_sync)
-    return contextlib.nullcontext(), 1
+        return strategy, strategy.scope(), int(strategy.num_replicas_in_sync)
+    return None, contextlib.nullcontext(), 1
 
 
 def multi_worker_strategy(**kwargs):
@@ -299,17 +302,38 @@ def multi_worker_strategy(**kwargs):
     return Strategy(**kwargs)
 
 
-def _shard_by_batch(*datasets):
-    """Each worker of a multi-worker run takes its own part of every global
-    batch (tf.distribute splits each batch between the replicas, then each
-    worker keeps its replicas' parts), so a global batch is the
-    configured batch size, as on one device."""
+def _split_batches(strategy, dataset):
+    """The training data for `strategy`: each replica gets its own part of
+    every batch of `dataset`, so that a global batch is a batch of
+    `dataset` (`--batch-size`) in the same order as on one device; each
+    worker reads only its replicas' parts.
+
+    (`strategy.experimental_distribute_dataset` finds no batch to split in
+    our training data, whose batches are made inside each epoch's
+    `flat_map`, and would give whole batches to each replica: a global
+    batch of replicas × batch size; and it splits a last, smaller test
+    batch by the full batch size: all of it to the first replica.)
+    """
     import tensorflow as tf
 
-    options = tf.data.Options()
-    policy = tf.data.experimental.AutoShardPolicy.DATA
-    options.experimental_distribute.auto_shard_policy = policy
-    return [dataset.with_options(options) for dataset in datasets]
+    def replica_parts(context):
+        replicas = context.num_replicas_in_sync
+        local = replicas // context.num_input_pipelines
+        first = context.input_pipeline_id * local
+
+        def parts(*batch):
+            size = tf.shape(batch[0], out_type=tf.int64)[0]
+
+            def part(replica):
+                start = replica * size // replicas
+                stop = (replica + 1) * size // replicas
+                return tuple(t[start:stop] for t in batch)
+
+            return tf.data.Dataset.range(first, first + local).map(part)
+
+        return dataset.flat_map(parts)
+
+    return strategy.distribute_datasets_from_function(replica_parts)
 
 
 def _tensorboard(args, keras):

@@ -142,3 +142,94 @@ def test_multi_worker_mirrored_strategy_on_two_workers_equals_one(tmp_path):
         strict=True,
     ):
         np.testing.assert_array_equal(a, b)
+
+
+# `python -m applications.train --distribution ...`, end to end, on a tiny
+# run, against the same run on one device (in this process).
+TINY = ["--epochs", "1", "--train-examples", "200", "--test-examples", "100"]
+
+
+def program(argv, env=None):
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.distribution.program", *argv],
+        cwd=ROOT,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def one_device_run(tmp_path):
+    from applications import run_dir as run_dirs
+    from applications import train
+    from tests.helpers import tfds_data
+
+    run_dir = str(tmp_path / "one")
+    with tfds_data("mnist", num_examples=300):
+        results = train.main([*TINY, "--verbose", "0", "--run-dir", run_dir])
+    assert results["distribution"] == "none" and results["replicas"] == 1
+    args = run_dirs.read_json(os.path.join(run_dir, "args.json"))
+    assert "distribution" not in args  # not a setting of the run
+    return history(run_dir)
+
+
+def history(run_dir):
+    from applications import run_dir as run_dirs
+
+    rows = run_dirs.read_history(os.path.join(run_dir, "history.csv"))
+    return {
+        key: [float(row[key]) for row in rows]
+        for key in ("loss", "psp_loss", "val_loss")
+    }
+
+
+def assert_program_ran_on_two(run_dir, distribution, expected):
+    from applications import run_dir as run_dirs
+
+    assert sorted(os.listdir(run_dir)) == [
+        "args.json",
+        "history.csv",
+        "model.keras",
+        "results.json",
+    ]
+    results = run_dirs.read_json(os.path.join(run_dir, "results.json"))
+    assert results["status"] == "finished"
+    assert results["distribution"] == distribution
+    assert results["replicas"] == 2
+    got = history(run_dir)
+    for key, values in expected.items():
+        np.testing.assert_allclose(got[key], values, rtol=RTOL, err_msg=key)
+
+
+@pytest.mark.parametrize(
+    "distribution",
+    [
+        pytest.param("mirrored", marks=TENSORFLOW_ONLY),
+        pytest.param("data_parallel", marks=JAX_ONLY),
+    ],
+)
+def test_train_program_on_two_devices_equals_one(tmp_path, distribution):
+    run_dir = str(tmp_path / distribution)
+    running = program(
+        ["--distribution", distribution, *TINY, "--run-dir", run_dir]
+    )
+    expected = one_device_run(tmp_path)  # meanwhile
+    finish(running)
+    assert_program_ran_on_two(run_dir, distribution, expected)
+
+
+@TENSORFLOW_ONLY
+def test_train_program_on_two_workers_equals_one(tmp_path):
+    run_dir = str(tmp_path / "multi_worker")
+    ports = free_ports(2)
+    argv = ["--distribution", "multi_worker", *TINY, "--run-dir", run_dir]
+    workers = [
+        program(argv, {"TF_CONFIG": tf_config(ports, i)}) for i in range(2)
+    ]
+    expected = one_device_run(tmp_path)  # meanwhile
+    for worker in workers:
+        finish(worker)
+    # Only the chief (task 0) wrote the run dir; the other worker wrote
+    # into a temporary dir, which it removed.
+    assert_program_ran_on_two(run_dir, "multi_worker", expected)
