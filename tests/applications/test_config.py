@@ -174,3 +174,67 @@ def test_same_run_ignores_the_backend():
     settings = config.run_settings(args)
     assert config.same_run({**settings, "backend": "jax"}, args)
     assert not config.same_run({**settings, "seed": 2}, args)
+
+
+def test_distribution_that_does_not_fit_the_backend_is_an_argparse_error(
+    tmp_path, capsys
+):
+    import keras
+
+    backend = keras.backend.backend()
+    argv = ["--run-dir", str(tmp_path / "run")]
+    for distribution, needs in [
+        ("mirrored", "tensorflow"),
+        ("multi_worker", "tensorflow"),
+        ("data_parallel", "jax"),
+    ]:
+        if needs == backend:
+            assert config.parse_args([*argv, "--distribution", distribution])
+            continue
+        with pytest.raises(SystemExit) as error:
+            config.parse_args([*argv, "--distribution", distribution])
+        assert error.value.code == 2
+        message = capsys.readouterr().err.strip().splitlines()[-1]
+        assert f"argument --distribution: {distribution} needs the " in message
+        assert f"--backend {needs}" in message
+        with pytest.raises(ValueError, match="argument --distribution"):
+            config.run_config(distribution=distribution, check=False)
+    assert not os.path.exists(tmp_path / "run")
+    # Not a setting of the run: the same run dir, whatever the engine.
+    assert "distribution" not in config.run_settings(config.parse_args(argv))
+
+
+def test_mixed_precision_takes_a_policy_and_old_records_still_match(
+    tmp_path, capsys
+):
+    for policy in config.POLICIES:
+        args = config.parse_args(
+            ["--mixed-precision", policy, "--run-dir", "x"]
+        )
+        assert config.run_settings(args)["mixed_precision"] == policy
+    with pytest.raises(SystemExit):
+        config.parse_args(["--mixed-precision", "float16", "--run-dir", "x"])
+    assert "argument --mixed-precision" in capsys.readouterr().err
+    # Runs recorded when --mixed-precision was a flag (mixed_float16).
+    default = config.parse_args(["--run-dir", "x"])
+    settings = config.run_settings(default)
+    float16 = config.parse_args(
+        ["--mixed-precision", "mixed_float16", "--run-dir", "x"]
+    )
+    bfloat16 = config.parse_args(
+        ["--mixed-precision", "mixed_bfloat16", "--run-dir", "x"]
+    )
+    old_off = {**settings, "mixed_precision": False}
+    old_on = {**settings, "mixed_precision": True}
+    assert config.same_run(old_off, default)
+    assert config.same_run(old_on, float16)
+    assert not config.same_run(old_on, default)
+    assert not config.same_run(old_on, bfloat16)
+    # A run dir started before: resumed by the same settings only.
+    run_dir = started_run(tmp_path, old_off)
+    config.parse_args(["--run-dir", run_dir])
+    with pytest.raises(SystemExit):
+        config.parse_args(
+            ["--run-dir", run_dir, "--mixed-precision", "mixed_bfloat16"]
+        )
+    assert "(mixed_precision)" in capsys.readouterr().err
