@@ -456,3 +456,21 @@ def test_tensorboard_logs_hold_lambda_and_per_layer_z2(tmp_path):
     tags = set(logs.Tags()["tensors"])
     assert {"epoch_psp_strength", "epoch_z2/conv1", "epoch_psp_loss"} <= tags
     assert [event.step for event in logs.Tensors("epoch_z2/conv1")] == [0, 1]
+
+
+def test_mixed_precision_policy_run(tmp_path):
+    import math
+
+    policy = "mixed_bfloat16"  # mixed_float16: tests/test_mixed_precision.py
+    run_dir = str(tmp_path / "run")
+    argv = ["--mixed-precision", policy, "--epochs", "1", "--run-dir", run_dir]
+    with tfds_data("mnist", num_examples=300):
+        results = train.main([*argv, *TINY])
+    assert results["status"] == "finished"
+    assert results["mixed_precision"] == policy
+    assert (results["distribution"], results["replicas"]) == ("none", 1)
+    (row,) = run_dirs.read_history(os.path.join(run_dir, "history.csv"))
+    assert math.isfinite(float(row["loss"]))
+    assert math.isfinite(float(row["psp_loss"]))
+    settings = run_dirs.read_json(os.path.join(run_dir, "args.json"))
+    assert settings["mixed_precision"] == policy
