@@ -71,7 +71,7 @@ Everything goes into a run directory (default `runs/<configuration>`):
 ⟨z²⟩, ...), with --tensorboard `tensorboard/` (the same), `results.json`
 (written at the end: final and best test error, settings, wall time,
 images/s, package versions, git commit, thread settings, whether the run
-was resumed), `args.json`, the final model `model.keras`, and `backup/`
+was resumed, the distribution and its number of replicas), `args.json`, the final model `model.keras`, and `backup/`
 (the last finished epoch's weights and optimizer state).
 
 Defaults follow the paper: SGD lr 0.1, batch 100 and no momentum for
