@@ -25,6 +25,7 @@ from applications import config
 from applications import run_dir as run_dirs
 from applications.provenance import provenance
 
+TEST_BATCH = 1000
 FILES = ("args.json", "results.json", "history.csv", "model.keras", "backup")
 
 
@@ -102,6 +103,9 @@ def _train_elsewhere(args):
     sees, they resume from the chief's backup, as the chief does."""
     import copy
 
+    finished = os.path.join(args.run_dir, "results.json")
+    if os.path.exists(finished):  # the chief reports it, and trains nothing
+        return run_dirs.read_json(finished)
     mine = copy.copy(args)
     mine.run_dir = tempfile.mkdtemp(prefix="psp-worker-")
     try:
@@ -152,7 +156,13 @@ def _run(args, paths, settings):
     train_data, test_data = splits.train, splits.test
     if strategy is not None:
         train_data = _split_batches(strategy, train_data)
-        test_data = _split_batches(strategy, test_data)
+        # Repeated, and read for `validation_steps`: Keras cannot count the
+        # batches of a distributed dataset, and reads it once per epoch
+        # until it ends (warning that it "ran out of data").
+        test_data = _split_batches(strategy, test_data.repeat())
+        validation_steps = -(-info["test_examples"] // TEST_BATCH)
+    else:
+        validation_steps = None
     with scope:
         model = build_model(args, keras_psp, info["steps_per_epoch"])
         if args.initializer == "pytorch":
@@ -196,6 +206,7 @@ def _run(args, paths, settings):
             model.fit(
                 train_data,
                 validation_data=test_data,
+                validation_steps=validation_steps,
                 epochs=args.epochs,
                 initial_epoch=done,
                 steps_per_epoch=info["steps_per_epoch"],
@@ -369,7 +380,7 @@ def _load(args, initial_epoch):
                 seed=args.seed,
                 train_examples=args.train_examples,
                 test_examples=args.test_examples,
-                test_batch_size=1000,
+                test_batch_size=TEST_BATCH,
                 epochs=args.epochs,
                 initial_epoch=initial_epoch,
             )

@@ -146,7 +146,10 @@ def test_multi_worker_mirrored_strategy_on_two_workers_equals_one(tmp_path):
 
 # `python -m applications.train --distribution ...`, end to end, on a tiny
 # run, against the same run on one device (in this process).
-TINY = ["--epochs", "1", "--train-examples", "200", "--test-examples", "100"]
+# (lr 0.01: at the default 0.1, float32 rounding differences between the
+# engines grow by 1e-3 relative within three epochs of 3 steps.)
+TINY = ["--epochs", "1", "--lr", "0.01"]
+TINY += ["--train-examples", "200", "--test-examples", "100"]
 
 
 def program(argv, env=None):
