@@ -1,5 +1,8 @@
 """Re-executes the teaching notebooks in place, so their outputs are current.
 
+Both take about 5 minutes on a 2-core CPU (2026-11-25, TensorFlow backend:
+295 s for 02_lenet5_mnist_regimes, under 10 s for 01_psp_on_one_neuron).
+
 Usage (from anywhere; paths are relative to the current directory):
 
     python notebooks/refresh.py                 # every notebooks/*.ipynb
@@ -37,7 +40,7 @@ INLINE = "module://matplotlib_inline.backend_inline"
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
+        description="\n\n".join(__doc__.split("\n\n")[:2]),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(
