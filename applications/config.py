@@ -71,8 +71,9 @@ Everything goes into a run directory (default `runs/<configuration>`):
 ⟨z²⟩, ...), with --tensorboard `tensorboard/` (the same), `results.json`
 (written at the end: final and best test error, settings, wall time,
 images/s, package versions, git commit, thread settings, whether the run
-was resumed, the distribution and its number of replicas), `args.json`, the final model `model.keras`, and `backup/`
-(the last finished epoch's weights and optimizer state).
+was resumed, the distribution and its number of replicas), `args.json`,
+the final model `model.keras`, and `backup/` (the last finished epoch's
+weights and optimizer state).
 
 Defaults follow the paper: SGD lr 0.1, batch 100 and no momentum for
 MNIST/Fashion-MNIST (L2: weight decay 1e-4 on all parameters, as SGD's
@@ -280,6 +281,20 @@ def complete(args, error, runs_dir="runs"):
         error("argument --strength: must be 0 with --regularization none")
     if args.regularization != "psp" and args.strength_schedule != "constant":
         error("argument --strength-schedule: needs --regularization psp")
+    if isinstance(args.mixed_precision, bool):  # the old flag's value
+        args.mixed_precision = OLD_VALUES["mixed_precision"][
+            args.mixed_precision
+        ]
+    if args.mixed_precision not in POLICIES:
+        error(
+            f"argument --mixed-precision: invalid choice: "
+            f"{args.mixed_precision!r} (choose from {', '.join(POLICIES)})"
+        )
+    if args.distribution not in DISTRIBUTIONS:
+        error(
+            f"argument --distribution: invalid choice: "
+            f"{args.distribution!r} (choose from {', '.join(DISTRIBUTIONS)})"
+        )
     args.batch_size = args.batch_size or (128 if cifar else 100)
     if args.momentum is None:
         args.momentum = 0.9 if cifar else 0.0

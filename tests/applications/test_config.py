@@ -238,3 +238,16 @@ def test_mixed_precision_takes_a_policy_and_old_records_still_match(
             ["--run-dir", run_dir, "--mixed-precision", "mixed_bfloat16"]
         )
     assert "(mixed_precision)" in capsys.readouterr().err
+
+
+def test_run_config_takes_the_old_mixed_precision_flag_and_checks_choices():
+    assert config.run_config(
+        mixed_precision=True, check=False
+    ).mixed_precision == ("mixed_float16")
+    assert config.run_config(
+        mixed_precision=False, check=False
+    ).mixed_precision == ("none")
+    with pytest.raises(ValueError, match="argument --mixed-precision"):
+        config.run_config(mixed_precision="float16", check=False)
+    with pytest.raises(ValueError, match="argument --distribution"):
+        config.run_config(distribution="mirror", check=False)
