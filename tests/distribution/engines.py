@@ -152,10 +152,10 @@ def data_parallel(results):
 def multi_worker(results):
     import tensorflow as tf
 
-    from applications import train
+    from applications import distribution
 
     # TensorFlow's strategy, with Keras 3's logs mended (see there).
-    strategy = train.multi_worker_strategy()
+    strategy = distribution.multi_worker_strategy()
     x, y = data()
     half = BATCH // 2
 
