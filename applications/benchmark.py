@@ -23,9 +23,9 @@ All four are compiled in one process (SGD with momentum, sparse
 cross-entropy on logits), warmed up (the first steps compile), then timed
 in rounds of a few steps each, the order of the variants rotating from
 round to round so that a noisy machine slows them alike. Each step is one
-compiled train step on a fixed batch, waited for until done (TensorFlow and
-PyTorch: `train_on_batch`; JAX: the compiled train function that `fit`
-runs, with the state carried from step to step, as `fit` does). Reported:
+compiled train step on a fixed batch, waited for until done: the
+model's compiled train function, as `fit` calls it at each step (on JAX
+with the state carried from step to step, as `fit` does). Reported:
 the median step time, each variant's throughput ratio to `none` (median
 step time of `none` / the variant's), and peak memory. On a CPU no backend
 reports device memory, so peak memory is the process's resident
@@ -80,6 +80,15 @@ def parse_args(argv=None):
         metavar="MODEL",
         help=f"builders to measure, among {', '.join(sorted(SHAPES))} "
         "(default: all four)",
+    )
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        choices=VARIANTS,
+        default=list(VARIANTS),
+        metavar="VARIANT",
+        help=f"variants to measure, among {', '.join(VARIANTS)}; ratios "
+        "are to the first one given (default: all four)",
     )
     parser.add_argument(
         "--batch-size",
@@ -259,11 +268,14 @@ def data(model_name, args):
 class Stepper:
     """Runs one training step of `model` on a fixed batch, to completion.
 
-    TensorFlow and PyTorch: `train_on_batch` (on tensors made once), which
-    returns Python floats, so the step is done when it returns. JAX: the
-    compiled train function `fit` runs, with the state carried from step to
-    step in JAX arrays as `fit` does (`train_on_batch` would also copy every
-    variable in and out at each step), and `jax.block_until_ready`.
+    The step is the model's compiled train function, the one `fit` calls
+    at every step (TensorFlow and PyTorch: `model.train_function` on the
+    batch, tensors made once; JAX: the same with the state carried from
+    step to step in JAX arrays, as `fit` does), without `fit`'s callbacks
+    and without what `train_on_batch` adds at every call (resetting the
+    metrics; on JAX, copying every variable in and out). It returns the
+    loss as a Python float, so the step is done when it returns (JAX:
+    `jax.block_until_ready` first).
     """
 
     def __init__(self, model, x, y):
@@ -271,10 +283,10 @@ class Stepper:
 
         self.model = model
         self.backend = keras.backend.backend()
+        model.train_on_batch(x, y)  # builds; makes train_function
         if self.backend == "jax":
             import jax
 
-            model.train_on_batch(x, y)  # builds and makes train_function
             self.data = (jax.device_put(x), jax.device_put(y), None)
             self.state = model._get_jax_state(
                 trainable_variables=True,
@@ -283,8 +295,10 @@ class Stepper:
                 metrics_variables=True,
             )
         else:
-            self.x = keras.ops.convert_to_tensor(x)
-            self.y = keras.ops.convert_to_tensor(y)
+            self.data = (
+                keras.ops.convert_to_tensor(x),
+                keras.ops.convert_to_tensor(y),
+            )
 
     def step(self):
         if self.backend == "jax":
@@ -294,25 +308,29 @@ class Stepper:
                 self.state, iter([self.data])
             )
             jax.block_until_ready((logs, self.state))
-            return float(logs["loss"])
-        return self.model.train_on_batch(self.x, self.y, return_dict=True)[
-            "loss"
-        ]
+        else:
+            logs = self.model.train_function([self.data])
+        return float(logs["loss"])
 
 
-def time_model(model_name, args):
-    """Median step seconds of each variant, all trained in this process."""
+def time_model(model_name, args, variants=VARIANTS, builder=None):
+    """Step seconds of each variant, all trained in this process.
+
+    `builder(model_name, variant, args)` gives a variant's compiled model
+    (default: `build`).
+    """
+    builder = builder or build
     x, y = data(model_name, args)
     steppers = {}
-    for variant in VARIANTS:
-        steppers[variant] = Stepper(build(model_name, variant, args), x, y)
+    for variant in variants:
+        steppers[variant] = Stepper(builder(model_name, variant, args), x, y)
         for _ in range(WARMUP_STEPS):
             steppers[variant].step()
-    seconds = {variant: [] for variant in VARIANTS}
+    seconds = {variant: [] for variant in variants}
     rounds = -(-args.steps // args.steps_per_round)
     for round_index in range(rounds):
-        shift = round_index % len(VARIANTS)
-        for variant in VARIANTS[shift:] + VARIANTS[:shift]:
+        shift = round_index % len(variants)
+        for variant in variants[shift:] + variants[:shift]:
             stepper = steppers[variant]
             for _ in range(args.steps_per_round):
                 if len(seconds[variant]) == args.steps:
@@ -403,14 +421,16 @@ def main(argv=None):
     rows = []
     all_seconds = {}
     for model_name in args.models:
-        seconds = time_model(model_name, args)
+        variants = tuple(dict.fromkeys(args.variants))
+        seconds = time_model(model_name, args, variants)
         all_seconds[model_name] = seconds
         memory = {}
         if args.memory == "child":
-            for variant in VARIANTS:
+            for variant in variants:
                 memory[variant] = measure_memory(model_name, variant, args)
-        none = statistics.median(seconds["none"])
-        for variant in VARIANTS:
+        reference = variants[0]
+        none = statistics.median(seconds[reference])
+        for variant in variants:
             median = statistics.median(seconds[variant])
             row = {
                 "model": model_name,
@@ -425,7 +445,8 @@ def main(argv=None):
                 row["peak_mib"] = memory[variant]["peak_mib"]
                 row["train_mib"] = memory[variant]["train_mib"]
                 row["train_memory_ratio_to_none"] = (
-                    memory[variant]["train_mib"] / memory["none"]["train_mib"]
+                    memory[variant]["train_mib"]
+                    / memory[reference]["train_mib"]
                 )
             rows.append(row)
         print_rows([r for r in rows if r["model"] == model_name], args)

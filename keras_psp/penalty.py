@@ -105,17 +105,47 @@ def psp_penalty(z, strength, reduction="sum"):
     0.75
     """
     validate_reduction(reduction)
-    z = ops.cast(z, "float32")
     if len(z.shape) < 1:
         raise ValueError(
             "Argument `z` must have a batch axis (rank >= 1). "
             f"Received a tensor of shape {z.shape}."
         )
-    squares = ops.square(z)
+    z = ops.convert_to_tensor(z)
+    squares = _sum_of_squares(z)  # float32
+    shape = ops.shape(z)  # ints, or scalar tensors where unknown
     if reduction == "mean":
-        value = ops.mean(squares)
+        count = 1
+        for size in shape:
+            count = count * size
+        value = squares / ops.cast(count, "float32")
     else:
-        unit_axes = tuple(range(1, len(z.shape)))
-        per_example = ops.sum(squares, axis=unit_axes) if unit_axes else squares
-        value = 0.5 * ops.mean(per_example)
+        value = 0.5 * squares / ops.cast(shape[0], "float32")
     return ops.cast(strength, "float32") * value
+
+
+@ops.custom_gradient
+def _sum_of_squares(z):
+    """`Σ z²` over every entry of `z`, in float32, with the gradient `2z`.
+
+    The value is the same as `ops.sum(ops.square(z))`; the gradient is
+    written by hand because automatic differentiation of that expression
+    makes three passes over `z` where one is needed (broadcast the
+    upstream scalar to z's shape, multiply by 2, multiply by z): one
+    scalar times `z` (cast back to z's dtype). Measured on a 2-core CPU
+    (BENCHMARKS.md), this halves the penalty's share of a training step on
+    TensorFlow (without XLA) and PyTorch; XLA (JAX, `jit_compile=True`)
+    fuses either form into the passes that happen anyway. The float32 copy
+    of a `mixed_float16` z is not kept for the backward pass.
+    """
+    z32 = ops.cast(z, "float32")
+    value = ops.sum(z32 * z32)
+
+    # PyTorch calls grad(*args, upstream=...), TensorFlow and JAX
+    # grad(upstream): the form keras.ops.custom_gradient documents.
+    def grad(*args, upstream=None):
+        if upstream is None:
+            (upstream,) = args
+        scale = ops.cast(2.0 * upstream, "float32")
+        return ops.cast(ops.cast(z, "float32") * scale, z.dtype)
+
+    return value, grad
