@@ -5,6 +5,7 @@ import pytest
 from keras_psp import psp_penalty
 from keras_psp.penalty import validate_reduction
 from keras_psp.penalty import validate_strength
+from tests.helpers import gradients
 from tests.helpers import to_numpy
 
 
@@ -101,3 +102,37 @@ def test_unknown_reduction(bad):
 def test_scalar_z_is_refused():
     with pytest.raises(ValueError, match="batch axis"):
         psp_penalty(np.float32(1.0), 1.0)
+
+
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+def test_gradient_is_exact(reduction, dtype):
+    """d penalty / dz = λ z / B (sum) or 2 λ z / (B U) (mean), in z's dtype
+    (the squared norm's gradient is written by hand)."""
+    z0 = (np.random.randn(3, 4, 5) * 20).astype("float32")
+    # The test helper reads gradients as NumPy arrays, which PyTorch's
+    # bfloat16 cannot become: a bfloat16 z is a cast of a float32 one.
+    variable_dtype = "float32" if dtype == "bfloat16" else dtype
+    z = keras.Variable(z0, dtype=variable_dtype, trainable=True)
+
+    def loss():
+        return psp_penalty(keras.ops.cast(z.value, dtype), 0.5, reduction)
+
+    (grad,) = gradients(loss, [z])
+    assert keras.backend.standardize_dtype(grad.dtype) == variable_dtype
+    z_rounded = to_numpy(keras.ops.cast(keras.ops.cast(z0, dtype), "float32"))
+    scale = 0.5 / 3 if reduction == "sum" else 2 * 0.5 / z0.size
+    expected = scale * z_rounded
+    rtol = 1e-6 if dtype == "float32" else 1e-2
+    np.testing.assert_allclose(
+        np.asarray(grad, dtype="float32"), expected, rtol=rtol, atol=1e-7
+    )
+
+
+def test_gradient_of_a_sum_of_penalties_adds_up():
+    z = keras.Variable(np.random.randn(2, 6).astype("float32"))
+    (grad,) = gradients(
+        lambda: psp_penalty(z.value, 1.0) + psp_penalty(2 * z.value, 1.0),
+        [z],
+    )
+    np.testing.assert_allclose(grad, 5 * to_numpy(z) / 2, rtol=1e-5)
