@@ -30,7 +30,8 @@ the median step time, each variant's throughput ratio to `none` (median
 step time of `none` / the variant's), and peak memory. On a CPU no backend
 reports device memory, so peak memory is the process's resident
 set high-water mark (Linux `VmHWM`) in a child process that builds and
-trains one variant alone for a few steps, the mark reset after the imports
+trains one variant alone for a few steps (the four children run at the
+same time, after the timings), the mark reset after the imports
 (`/proc/self/clear_refs`): `peak MiB` is that mark (framework included),
 and `train MiB` its growth over the resident set after the imports (the
 model, its compiled step, gradients and activations); `--memory off` skips this.
@@ -373,29 +374,44 @@ def memory_child(args):
     print(json.dumps({"peak_mib": peak, "train_mib": peak - baseline}))
 
 
-def measure_memory(model_name, variant, args):
-    command = [
-        sys.executable,
-        "-m",
-        "applications.benchmark",
-        "--memory-of",
-        f"{model_name}:{variant}",
-        "--jit-compile",
-        args.jit_compile,
-        "--mixed-precision",
-        args.mixed_precision,
-        "--batch-size",
-        str(batch_size(args, model_name)),
-    ]
+def measure_memory(model_name, variants, args):
+    """Each variant's memory, from one child process per variant.
+
+    The children run at the same time (only their memory is read, not
+    their speed), after this process's timings.
+    """
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    result = subprocess.run(
-        command, capture_output=True, text=True, cwd=root, check=False
-    )
-    if result.returncode != 0:
-        raise RuntimeError(
-            f"memory of {model_name}/{variant} failed:\n{result.stderr}"
+    children = {}
+    for variant in variants:
+        command = [
+            sys.executable,
+            "-m",
+            "applications.benchmark",
+            "--memory-of",
+            f"{model_name}:{variant}",
+            "--jit-compile",
+            args.jit_compile,
+            "--mixed-precision",
+            args.mixed_precision,
+            "--batch-size",
+            str(batch_size(args, model_name)),
+        ]
+        children[variant] = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=root,
         )
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    memory = {}
+    for variant, child in children.items():
+        stdout, stderr = child.communicate()
+        if child.returncode != 0:
+            raise RuntimeError(
+                f"memory of {model_name}/{variant} failed:\n{stderr}"
+            )
+        memory[variant] = json.loads(stdout.strip().splitlines()[-1])
+    return memory
 
 
 def versions():
@@ -426,8 +442,7 @@ def main(argv=None):
         all_seconds[model_name] = seconds
         memory = {}
         if args.memory == "child":
-            for variant in variants:
-                memory[variant] = measure_memory(model_name, variant, args)
+            memory = measure_memory(model_name, variants, args)
         reference = variants[0]
         none = statistics.median(seconds[reference])
         for variant in variants:
