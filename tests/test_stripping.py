@@ -34,6 +34,10 @@ MODELS = {
     "mobilenetv3small_converted": (_application, (32, 32, 3)),
 }
 
+# Saved and loaded in a fresh process (a builder's plain layers, and a
+# converted keras.applications model's): the others are stripped to the
+# same Keras classes, and a fresh process compiles each model anew.
+LOADED_ELSEWHERE = ("lenet5", "mobilenetv3small_converted")
 # Loads each model with Keras only, and checks keras_psp was never imported.
 LOAD_WITHOUT_KERAS_PSP = """
 import json, sys
@@ -67,17 +71,18 @@ def test_strip_psp_on_builders_and_a_converted_application(tmp_path):
         assert len(weights) == len(stripped.weights), name
         for w, s in zip(weights, stripped.weights, strict=True):
             np.testing.assert_array_equal(to_numpy(w), to_numpy(s))
-        path = os.path.join(tmp_path, f"{name}.keras")
-        stripped.save(path)
-        np.save(os.path.join(tmp_path, f"{name}_x.npy"), x)
-        np.save(os.path.join(tmp_path, f"{name}_y.npy"), expected)
-        cases.append(
-            [
-                path,
-                os.path.join(tmp_path, f"{name}_x.npy"),
-                os.path.join(tmp_path, f"{name}_y.npy"),
-            ]
-        )
+        if name in LOADED_ELSEWHERE:
+            path = os.path.join(tmp_path, f"{name}.keras")
+            stripped.save(path)
+            np.save(os.path.join(tmp_path, f"{name}_x.npy"), x)
+            np.save(os.path.join(tmp_path, f"{name}_y.npy"), expected)
+            cases.append(
+                [
+                    path,
+                    os.path.join(tmp_path, f"{name}_x.npy"),
+                    os.path.join(tmp_path, f"{name}_y.npy"),
+                ]
+            )
         keras.utils.clear_session()
     listing = os.path.join(tmp_path, "cases.json")
     with open(listing, "w") as f:
@@ -90,7 +95,7 @@ def test_strip_psp_on_builders_and_a_converted_application(tmp_path):
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert f"loaded {len(MODELS)}" in result.stdout
+    assert f"loaded {len(LOADED_ELSEWHERE)}" in result.stdout
 
 
 def test_strip_psp_undoes_hand_placed_psp_layers():
