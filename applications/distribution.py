@@ -13,10 +13,11 @@ def is_chief(args):
     multi-worker run, where only the chief (task 0 of `TF_CONFIG`) does."""
     if args.distribution != "multi_worker":
         return True
-    task = json.loads(os.environ.get("TF_CONFIG") or "{}").get("task", {})
+    tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    task = tf_config.get("task", {})
     if task.get("type") == "chief":
         return True
-    cluster = json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {})
+    cluster = tf_config.get("cluster", {})
     return "chief" not in cluster and int(task.get("index", 0)) == 0
 
 
