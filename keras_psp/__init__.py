@@ -10,6 +10,8 @@ from keras_psp import backend_check  # noqa: F401
 from keras_psp import callbacks
 from keras_psp import datasets
 from keras_psp import models
+from keras_psp import optimizers
+from keras_psp import regularizers
 from keras_psp import training
 from keras_psp.conversion import apply_psp
 from keras_psp.layers import InnerPreActivationRegularizer
@@ -43,6 +45,8 @@ __all__ = [
     "callbacks",
     "datasets",
     "models",
+    "optimizers",
+    "regularizers",
     "training",
     "psp_penalty",
 ]

@@ -7,7 +7,7 @@ import pytest
 from keras_psp import PSPDense
 from keras_psp import PSPRegularizer
 from keras_psp import psp_penalty
-from keras_psp.regularizers import _keras_divides_activity_loss
+from keras_psp.regularizers.psp_regularizer import _keras_divides_activity_loss
 from tests.helpers import to_numpy
 from tests.test_penalty import numpy_mean
 from tests.test_penalty import numpy_sum

@@ -1,0 +1,177 @@
+"""`PreActivationMonitor`: the mean squared pre-activation ⟨z²⟩ of every
+layer, and the PSP term, in each epoch's logs."""
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_psp import pre_activations
+from keras_psp.layers.psp_layer import PSPLayerMixin
+from keras_psp.models.psp_model import psp_layers
+from keras_psp.penalty import psp_penalty
+
+
+class _PreActivationProbe(keras.layers.Layer):
+    """Measures the pre-activation z of `target` from `target`'s input.
+
+    It returns, per example, ⟨z²⟩ over the layer's units and, for a PSP
+    layer, the PSP penalty of the whole batch (repeated along the batch
+    axis, which `predict_on_batch` expects on every output): the reductions
+    run in the compiled forward pass, so only a few numbers per example
+    leave it. It shares `target`'s weights (it holds no variable of its own).
+    """
+
+    def __init__(self, target, **kwargs):
+        super().__init__(**kwargs)
+        # A plain attribute holder, so the target is not tracked twice.
+        self._target = [target]
+
+    def _pre_activations(self, *args, **kwargs):
+        """The list of z's of one call of the target (a composite layer
+        has several)."""
+        (target,) = self._target
+        kind = pre_activations.layer_kind(target)
+        if kind == pre_activations.PSP:
+            z = target.pre_activation(*args, **kwargs)
+            return z if isinstance(z, list) else [z]
+        if kind == pre_activations.AFFINE:
+            return [pre_activations.affine_output(target, *args, **kwargs)]
+        if kind == pre_activations.ACTIVATION:
+            return [args[0]]  # z is its input
+        # A composite layer: its inner pre-activations.
+        return pre_activations.inner_pre_activations(
+            target,
+            pre_activations.inner_pre_activation_layers(target),
+            *args,
+            **kwargs,
+        )
+
+    def call(self, *args, **kwargs):
+        (target,) = self._target
+        per_example, penalty = [], 0.0
+        for z in self._pre_activations(*args, **kwargs):
+            z = ops.cast(z, "float32")
+            unit_axes = tuple(range(1, len(z.shape)))
+            per_example.append(
+                ops.mean(ops.square(z), axis=unit_axes) if unit_axes else z * z
+            )
+            if isinstance(target, PSPLayerMixin):
+                penalty += psp_penalty(z, target.strength, target.reduction)
+        # ⟨z²⟩ over a composite layer's inner pre-activations: their mean.
+        z2 = ops.mean(ops.stack(per_example), axis=0)
+        if not isinstance(target, PSPLayerMixin):
+            return z2
+        return z2, ops.zeros_like(z2) + penalty
+
+
+def _probe_model(model, regularize_logits):
+    """A model sharing `model`'s weights whose outputs are the probes of
+    every pre-activation, nested models' included; and `(key, layer)` for
+    each probe, in the order of the outputs."""
+    found, _ = pre_activations.find_pre_activations(model, regularize_logits)
+    if not found:
+        raise ValueError(
+            "The model has no pre-activation to monitor (no layer with a "
+            "non-linear activation, no activation layer, no PSP layer)."
+        )
+    paths = {id(entry.layer): entry.path for entry in found}
+    probes, keys, calls = [], [], {}
+
+    def call_function(layer, *args, **kwargs):
+        if id(layer) in paths:
+            key = "/".join(paths[id(layer)] + (layer.name,))
+            calls[key] = calls.get(key, 0) + 1
+            if calls[key] > 1:
+                key = f"{key}_call{calls[key]}"
+            probe = _PreActivationProbe(layer, name=f"probe_{len(keys)}")
+            probes.append(probe(*args, **kwargs))
+            keys.append((key, layer))
+        return layer(*args, **kwargs)
+
+    inputs = keras.tree.map_structure(
+        lambda t: keras.Input(batch_shape=t.shape, dtype=t.dtype), model.input
+    )
+    pre_activations.run_graph(model, inputs, call_function)
+    # Flat: ⟨z²⟩ per layer, each PSP layer's penalty right after its ⟨z²⟩.
+    return keys, keras.Model(inputs, keras.tree.flatten(probes))
+
+
+class PreActivationMonitor(keras.callbacks.Callback):
+    """Logs the mean squared pre-activation ⟨z²⟩ of every layer each epoch.
+
+    On a fixed batch `x` (held out from training, e.g. the first test
+    batch), in inference mode, at the end of each epoch, it adds to the
+    epoch's logs, so that `CSVLogger`, `TensorBoard` and `History` get them:
+
+    - `z2/<layer>`: ⟨z²⟩ = mean of z² over the batch and the layer's units,
+      for every pre-activation (the layers `keras_psp.apply_psp` would
+      regularize, and the PSP layers), whether it is penalized or not:
+      this is the quantity of the paper's Fig. 2b, comparable between
+      unregularized, L2 and PSP models;
+    - `z2_mean`: the mean of these over the layers;
+    - `psp_term`: for models with PSP layers, the PSP penalty of the batch
+      (each layer's `strength` and `reduction`).
+
+    It costs one forward pass of `x` per epoch. Put it before `CSVLogger`
+    in the callbacks list so that the logger sees these entries. Layers
+    inside nested models are measured too, as `z2/<nested model>/<layer>`;
+    a layer called twice in the graph (shared) is measured at each call
+    (`z2/<layer>`, `z2/<layer>_call2`, ...).
+
+    Args:
+        x: the fixed batch of inputs: a NumPy array, a tensor of any
+            backend or a `tf.Tensor` (e.g. `next(iter(dataset))[0]`).
+        per_layer: whether to log `z2/<layer>` for every layer (else only
+            `z2_mean` and `psp_term`).
+        regularize_logits: whether the logits count as a pre-activation, as
+            in `apply_psp`.
+
+    Example:
+
+    ```python
+    monitor = keras_psp.callbacks.PreActivationMonitor(x_test[:1000])
+    logger = keras.callbacks.CSVLogger("history.csv")
+    model.fit(x, y, epochs=10, callbacks=[monitor, logger])
+    ```
+    """
+
+    def __init__(self, x, per_layer=True, regularize_logits=True):
+        super().__init__()
+        # NumPy feeds predict_on_batch on every backend; a tf.Tensor (e.g. a
+        # batch taken from a tf.data pipeline) would not on JAX or PyTorch.
+        self.x = keras.tree.map_structure(ops.convert_to_numpy, x)
+        self.per_layer = per_layer
+        self.regularize_logits = regularize_logits
+        self._probe = None
+
+    def measure(self):
+        """Returns `{name: value}` for the model's current weights."""
+        if self._probe is None:
+            self._layers, self._probe = _probe_model(
+                self.model, self.regularize_logits
+            )
+            # Walks the model once, not every epoch.
+            self._has_psp = bool(psp_layers(self.model))
+        # A compiled forward pass (predict_on_batch), in inference mode.
+        outputs = self._probe.predict_on_batch(self.x)
+        if not isinstance(outputs, (list, tuple)):
+            outputs = [outputs]
+        outputs = iter(outputs)
+        values = {}
+        means = []
+        psp_term = 0.0
+        for key, layer in self._layers:
+            mean = float(np.mean(np.asarray(next(outputs), dtype=np.float64)))
+            means.append(mean)
+            if self.per_layer:
+                values[f"z2/{key}"] = mean
+            if isinstance(layer, PSPLayerMixin):
+                psp_term += float(np.asarray(next(outputs))[0])
+        values["z2_mean"] = float(np.mean(means))
+        if self._has_psp:
+            values["psp_term"] = psp_term
+        return values
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs.update(self.measure())

@@ -1,0 +1,163 @@
+"""`GradientCoherentSGD`: strong L1/L2, imposed only while gradients stay
+coherent."""
+
+import math
+import numbers
+
+import keras
+import numpy as np
+from keras import ops
+
+
+def _validate_strength(value, name):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+        value, numbers.Real
+    ):
+        raise TypeError(
+            f"Argument `{name}` must be a finite real number >= 0. "
+            f"Received: {name}={value!r} of type {type(value).__name__}."
+        )
+    if not math.isfinite(float(value)) or value < 0:
+        raise ValueError(
+            f"Argument `{name}` must be a finite real number >= 0. "
+            f"Received: {name}={value!r}."
+        )
+    return float(value)
+
+
+@keras.saving.register_keras_serializable(package="keras_psp")
+class GradientCoherentSGD(keras.optimizers.SGD):
+    """SGD with strong L1/L2 imposed only while gradients stay coherent.
+
+    Park, Ho, Chang, Zhang, "Gradient-Coherent Strong Regularization for
+    Deep Neural Networks", arXiv 1811.08056: strong L1 or L2 makes SGD fail
+    (the loss's gradients vanish once the regularization dominates), so
+    strong regularization is imposed "only when the gradients are kept
+    coherent in the presence of strong regularization". The text available
+    to us (the abstract and introduction; the method section could not be
+    read) does not give the test, so this class makes it precise as
+    follows. At every step, for every regularized weight tensor w with g
+    the gradient of the model's loss (data loss plus any penalty already in
+    it, e.g. PSP) and r the regularization's gradient,
+
+        r = l1 · sign(w) + l2 · w          (penalty l1·Σ|w| + l2/2·Σw²),
+
+    the step uses `g + r` when `⟨g, g + r⟩ > 0` (the regularized step still
+    descends the loss: the two gradients are coherent) and `g` alone
+    otherwise (the regularization would reverse the loss's descent). The
+    decision is taken per tensor and per step; the number of steps each
+    tensor was regularized is kept in `regularized_steps` (see
+    `regularized_share`). Regularized: the tensors of rank >= 2 (kernels),
+    as `keras_psp.models`' L2 is; biases and normalization parameters are
+    not.
+
+    Under `tf.distribute` each replica decides from its own gradient
+    (before the gradients are summed).
+
+    Args:
+        l1: the L1 strength (penalty `l1 · Σ|w|`), >= 0.
+        l2: the L2 strength (penalty `l2/2 · Σ w²`, gradient `l2 · w`, as
+            SGD's `weight_decay`), >= 0.
+        learning_rate, momentum, nesterov, **kwargs: as
+            `keras.optimizers.SGD`.
+
+    Example:
+
+    >>> import keras
+    >>> import numpy as np
+    >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    >>> model.compile(GradientCoherentSGD(l1=1e-2, learning_rate=0.1), "mse")
+    >>> x, y = np.ones((8, 3)), np.ones((8, 1))
+    >>> _ = model.fit(x, y, epochs=2, verbose=0)
+    >>> share = model.optimizer.regularized_share()  # per kernel, in [0, 1]
+    >>> len(share), bool(0 <= share[0] <= 1)
+    (1, True)
+    """
+
+    def __init__(
+        self,
+        l1=0.0,
+        l2=0.0,
+        learning_rate=0.01,
+        momentum=0.0,
+        nesterov=False,
+        name="gradient_coherent_sgd",
+        **kwargs,
+    ):
+        super().__init__(
+            learning_rate=learning_rate,
+            momentum=momentum,
+            nesterov=nesterov,
+            name=name,
+            **kwargs,
+        )
+        self.l1 = _validate_strength(l1, "l1")
+        self.l2 = _validate_strength(l2, "l2")
+
+    def build(self, variables):
+        if self.built:
+            return
+        super().build(variables)
+        # Steps on which each variable was regularized (0 for the others).
+        self.regularized_steps = self.add_variable(
+            shape=(len(variables),),
+            initializer="zeros",
+            dtype="float32",
+            name="regularized_steps",
+        )
+
+    @staticmethod
+    def regularizes(variable):
+        """Whether `variable` is regularized (rank >= 2: kernels)."""
+        return len(variable.shape) >= 2
+
+    def apply(self, grads, trainable_variables=None):
+        if not self.built and trainable_variables is not None:
+            self.build(list(trainable_variables))
+            self.built = True
+        if not grads or not self.built or (self.l1 == 0 and self.l2 == 0):
+            return super().apply(grads, trainable_variables)
+        variables = (
+            self._trainable_variables
+            if trainable_variables is None
+            else list(trainable_variables)
+        )
+        coherent_grads, flags = [], []
+        for grad, variable in zip(grads, variables, strict=True):
+            if grad is None or not self.regularizes(variable):
+                coherent_grads.append(grad)
+                flags.append(ops.zeros((), "float32"))
+                continue
+            weights = ops.cast(variable, grad.dtype)
+            regularization = self.l1 * ops.sign(weights) + self.l2 * weights
+            coherent = ops.sum(grad * (grad + regularization)) > 0
+            coherent_grads.append(
+                grad + ops.where(coherent, regularization, 0.0)
+            )
+            flags.append(ops.cast(coherent, "float32"))
+        index = {id(v): i for i, v in enumerate(self._trainable_variables)}
+        positions = [index[id(v)] for v in variables]
+        counts = ops.scatter(
+            ops.expand_dims(ops.convert_to_tensor(positions, "int32"), -1),
+            ops.stack(flags),
+            self.regularized_steps.shape,
+        )
+        self.regularized_steps.assign_add(counts)
+        return super().apply(coherent_grads, trainable_variables)
+
+    def regularized_share(self):
+        """For each regularized variable, the share of the steps so far on
+        which it was regularized (a list of floats, in the order of the
+        model's trainable variables)."""
+        steps = max(int(ops.convert_to_numpy(self.iterations)), 1)
+        counts = ops.convert_to_numpy(self.regularized_steps)
+        return [
+            float(count) / steps
+            for count, variable in zip(
+                counts, self._trainable_variables, strict=True
+            )
+            if self.regularizes(variable)
+        ]
+
+    def get_config(self):
+        return {**super().get_config(), "l1": self.l1, "l2": self.l2}
