@@ -39,9 +39,9 @@ model, its compiled step, gradients and activations); `--memory off` skips this.
 Prints a Markdown table and writes it, with settings and versions, to
 `--out` (JSON) when given. The default run (all four builders, batch 100
 for LeNet-5 and 32 for the others, 20 timed steps per variant) takes about
-6 minutes on TensorFlow and 13 on JAX on a 2-core CPU (2026-11-25: 339 s
-and about 750 s, with another process using one core), memory measurement
-included (`--memory off`: about half that). BENCHMARKS.md has the results.
+4 minutes on TensorFlow and PyTorch and 9 on JAX on a 2-core CPU
+(2026-11-25: 219 s, 233 s and 518 s), memory measurement included
+(`--memory off`: about half that). BENCHMARKS.md has the results.
 """
 
 import argparse
