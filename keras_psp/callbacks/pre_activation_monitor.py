@@ -6,6 +6,7 @@ import numpy as np
 from keras import ops
 
 from keras_psp import pre_activations
+from keras_psp.callbacks import probes
 from keras_psp.layers.psp_layer import PSPLayerMixin
 from keras_psp.models.psp_model import psp_layers
 from keras_psp.penalty import psp_penalty
@@ -65,35 +66,15 @@ class _PreActivationProbe(keras.layers.Layer):
 
 
 def _probe_model(model, regularize_logits):
-    """A model sharing `model`'s weights whose outputs are the probes of
-    every pre-activation, nested models' included; and `(key, layer)` for
-    each probe, in the order of the outputs."""
-    found, _ = pre_activations.find_pre_activations(model, regularize_logits)
-    if not found:
-        raise ValueError(
-            "The model has no pre-activation to monitor (no layer with a "
-            "non-linear activation, no activation layer, no PSP layer)."
+    """The probe model of every pre-activation's ⟨z²⟩ (flat: each PSP
+    layer's penalty right after its ⟨z²⟩), and `(key, layer)` for each."""
+
+    def tap(layer, index, args, kwargs, output):
+        return _PreActivationProbe(layer, name=f"probe_{index}")(
+            *args, **kwargs
         )
-    paths = {id(entry.layer): entry.path for entry in found}
-    probes, keys, calls = [], [], {}
 
-    def call_function(layer, *args, **kwargs):
-        if id(layer) in paths:
-            key = "/".join(paths[id(layer)] + (layer.name,))
-            calls[key] = calls.get(key, 0) + 1
-            if calls[key] > 1:
-                key = f"{key}_call{calls[key]}"
-            probe = _PreActivationProbe(layer, name=f"probe_{len(keys)}")
-            probes.append(probe(*args, **kwargs))
-            keys.append((key, layer))
-        return layer(*args, **kwargs)
-
-    inputs = keras.tree.map_structure(
-        lambda t: keras.Input(batch_shape=t.shape, dtype=t.dtype), model.input
-    )
-    pre_activations.run_graph(model, inputs, call_function)
-    # Flat: ⟨z²⟩ per layer, each PSP layer's penalty right after its ⟨z²⟩.
-    return keys, keras.Model(inputs, keras.tree.flatten(probes))
+    return probes.probe_model(model, regularize_logits, tap, "pre-activation")
 
 
 class PreActivationMonitor(keras.callbacks.Callback):

@@ -1,0 +1,98 @@
+"""`ActivationSparsityMonitor`: each layer's activation sparsity in each
+epoch's logs."""
+
+import keras
+import numpy as np
+
+from keras_psp import pre_activations
+from keras_psp.callbacks import probes
+from keras_psp.regularizers.activation_sparsity import activation_sparsity
+
+
+class _SparsityProbe(keras.layers.Layer):
+    """The perplexity-based sparsity of each example's activations."""
+
+    def __init__(self, axis=-1, **kwargs):
+        super().__init__(**kwargs)
+        self.axis = axis
+
+    def call(self, activations):
+        return activation_sparsity(activations, self.axis)
+
+
+class ActivationSparsityMonitor(keras.callbacks.Callback):
+    """Logs every layer's activation sparsity each epoch.
+
+    Activation sparsity rising in a layer is the overfitting signal of
+    Huesmann et al. (arXiv 2002.09237, 2104.06153): this monitor shows it
+    layer by layer, like `PreActivationMonitor` shows ⟨z²⟩. On a fixed
+    batch `x` (held out from training), in inference mode, at the end of
+    each epoch, it adds to the epoch's logs (for `CSVLogger`,
+    `TensorBoard`, `History`):
+
+    - `sparsity/<layer>`: the mean over `x` of the perplexity-based
+      sparsity (`keras_psp.regularizers.activation_sparsity`: 0 when all
+      channels are equally active, 1 when one carries everything) of the
+      layer's activations, for every layer with a non-linear activation
+      (its output), every activation layer and every PSP layer, nested
+      models' included (`sparsity/<nested model>/<layer>`); the logits
+      are left out;
+    - `sparsity_mean`: the mean of these over the layers.
+
+    It costs one forward pass of `x` per epoch. Put it before `CSVLogger`
+    in the callbacks list.
+
+    Args:
+        x: the fixed batch of inputs (NumPy array or tensor).
+        per_layer: whether to log `sparsity/<layer>` (else only
+            `sparsity_mean`).
+        axis: the channel axis of the activations (default -1).
+
+    Example:
+
+    ```python
+    monitor = keras_psp.callbacks.ActivationSparsityMonitor(x_test[:1000])
+    logger = keras.callbacks.CSVLogger("history.csv")
+    model.fit(x, y, epochs=10, callbacks=[monitor, logger])
+    ```
+    """
+
+    def __init__(self, x, per_layer=True, axis=-1):
+        super().__init__()
+        self.x = keras.tree.map_structure(keras.ops.convert_to_numpy, x)
+        self.per_layer = per_layer
+        self.axis = axis
+        self._probe = None
+
+    def _tap(self, layer, index, args, kwargs, output):
+        kind = pre_activations.layer_kind(layer)
+        if kind not in (
+            pre_activations.AFFINE,
+            pre_activations.ACTIVATION,
+            pre_activations.PSP,
+        ):
+            return None  # a composite layer's output is not an activation
+        probe = _SparsityProbe(self.axis, name=f"sparsity_probe_{index}")
+        return probe(output)
+
+    def measure(self):
+        """Returns `{name: value}` for the model's current weights."""
+        if self._probe is None:
+            self._layers, self._probe = probes.probe_model(
+                self.model, False, self._tap, "activation"
+            )
+        outputs = self._probe.predict_on_batch(self.x)
+        if not isinstance(outputs, (list, tuple)):
+            outputs = [outputs]
+        values, means = {}, []
+        for (key, _), output in zip(self._layers, outputs, strict=True):
+            mean = float(np.mean(np.asarray(output, dtype=np.float64)))
+            means.append(mean)
+            if self.per_layer:
+                values[f"sparsity/{key}"] = mean
+        values["sparsity_mean"] = float(np.mean(means)) if means else 0.0
+        return values
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs.update(self.measure())

@@ -1,0 +1,75 @@
+import keras
+import numpy as np
+import pytest
+
+from keras_psp import PSPConv2D
+from keras_psp import PSPDense
+from keras_psp.callbacks import ActivationSparsityMonitor
+from tests.helpers import to_numpy
+from tests.regularizers.test_activation_sparsity import numpy_sparsity
+
+RNG = np.random.default_rng(5)
+
+
+def _model():
+    inputs = keras.Input((6,))
+    hidden = keras.layers.Dense(5, activation="relu", name="hidden")(inputs)
+    nested = keras.Sequential(
+        [
+            keras.Input((5,)),
+            keras.layers.Dense(4),
+            keras.layers.ReLU(name="act"),
+        ],
+        name="block",
+    )
+    logits = keras.layers.Dense(3, name="logits")(nested(hidden))
+    return keras.Model(inputs, logits)
+
+
+def test_logs_each_activations_sparsity_as_numpy_computes_it():
+    model = _model()
+    x = RNG.normal(size=(16, 6)).astype("float32")
+    hidden = to_numpy(model.get_layer("hidden")(x))
+    act = to_numpy(model.get_layer("block")(hidden))
+    values = ActivationSparsityMonitor(x)
+    values.set_model(model)
+    logs = values.measure()
+    assert set(logs) == {
+        "sparsity/hidden",
+        "sparsity/block/act",
+        "sparsity_mean",
+    }
+    assert logs["sparsity/hidden"] == pytest.approx(
+        numpy_sparsity(hidden).mean(), rel=1e-5
+    )
+    assert logs["sparsity/block/act"] == pytest.approx(
+        numpy_sparsity(act).mean(), rel=1e-5
+    )
+    assert logs["sparsity_mean"] == pytest.approx(
+        (logs["sparsity/hidden"] + logs["sparsity/block/act"]) / 2
+    )
+
+
+def test_fit_logs_it_for_psp_layers_each_epoch():
+    inputs = keras.Input((8, 8, 1))
+    z = PSPConv2D(4, 3, activation="relu", strength=1e-3, name="conv")(inputs)
+    z = keras.layers.Flatten()(z)
+    z = PSPDense(6, activation="relu", strength=1e-3, name="fc")(z)
+    model = keras.Model(inputs, keras.layers.Dense(2)(z))
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(True))
+    x = RNG.normal(size=(8, 8, 8, 1)).astype("float32")
+    y = RNG.integers(0, 2, size=8)
+    history = model.fit(
+        x, y, epochs=2, verbose=0, callbacks=[ActivationSparsityMonitor(x[:4])]
+    )
+    for key in ("sparsity/conv", "sparsity/fc", "sparsity_mean"):
+        assert len(history.history[key]) == 2
+        assert all(0 <= v <= 1 for v in history.history[key])
+
+
+def test_a_model_without_activations_is_refused():
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    monitor = ActivationSparsityMonitor(np.ones((2, 3)))
+    monitor.set_model(model)
+    with pytest.raises(ValueError, match="no activation to monitor"):
+        monitor.measure()
