@@ -19,6 +19,8 @@ def AllCNNC(
     psp_strength=0.0,
     psp_reduction="mean",
     psp_divide_by_num_layers=True,
+    kernel_regularizer=None,
+    activation_regularizer=None,
 ):
     """Builds All-CNN-C (Springenberg et al., "Striving for simplicity: the
     all convolutional net", 2014, model C) for 32×32 images.
@@ -46,7 +48,12 @@ def AllCNNC(
     1369738
     """
     reg = Regularization(
-        weight_decay, psp_strength, psp_reduction, psp_divide_by_num_layers
+        weight_decay,
+        psp_strength,
+        psp_reduction,
+        psp_divide_by_num_layers,
+        kernel_regularizer,
+        activation_regularizer,
     )
     check_classes(classes)
     layers = keras.layers

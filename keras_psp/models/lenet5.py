@@ -17,6 +17,8 @@ def LeNet5(
     psp_strength=0.0,
     psp_reduction="mean",
     psp_divide_by_num_layers=True,
+    kernel_regularizer=None,
+    activation_regularizer=None,
 ):
     """Builds LeNet-5 as used in the paper's MNIST and Fashion-MNIST runs.
 
@@ -37,7 +39,12 @@ def LeNet5(
     431080
     """
     reg = Regularization(
-        weight_decay, psp_strength, psp_reduction, psp_divide_by_num_layers
+        weight_decay,
+        psp_strength,
+        psp_reduction,
+        psp_divide_by_num_layers,
+        kernel_regularizer,
+        activation_regularizer,
     )
     layers = keras.layers
     inputs = keras.Input(input_shape)

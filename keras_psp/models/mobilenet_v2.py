@@ -66,6 +66,8 @@ def MobileNetV2(
     psp_strength=0.0,
     psp_reduction="mean",
     psp_divide_by_num_layers=True,
+    kernel_regularizer=None,
+    activation_regularizer=None,
 ):
     """Builds MobileNetV2 for 32×32 images (CIFAR variant).
 
@@ -92,7 +94,12 @@ def MobileNetV2(
     2296922
     """
     reg = Regularization(
-        weight_decay, psp_strength, psp_reduction, psp_divide_by_num_layers
+        weight_decay,
+        psp_strength,
+        psp_reduction,
+        psp_divide_by_num_layers,
+        kernel_regularizer,
+        activation_regularizer,
     )
     inputs = keras.Input(input_shape)
     x = reg.conv(32, 3, padding="same", use_bias=False, name="stem_conv")(

@@ -9,6 +9,7 @@ from keras_psp.models.psp_model import PSPModel
 from keras_psp.models.psp_model import psp_layers
 from keras_psp.penalty import validate_reduction
 from keras_psp.penalty import validate_strength
+from keras_psp.pre_activations import is_linear
 from keras_psp.validation import validate_positive_int
 
 # The arguments every builder shares, spliced into their docstrings.
@@ -26,6 +27,13 @@ BUILDER_ARGS = """\
             which the paper's λ values were set) or `"sum"` (paper eq. 7).
         psp_divide_by_num_layers: give each of the L regularized layers
             λ/L, as the authors' code does (default True).
+        kernel_regularizer: a Keras regularizer for every kernel instead
+            of `weight_decay`'s L2 (e.g.
+            `keras_psp.regularizers.SoftDiamond`); None for none.
+        activation_regularizer: a Keras regularizer for the activations of
+            every hidden layer (the output of each non-linear activation,
+            as the `activity_regularizer` of the layer that applies it; e.g.
+            `keras_psp.regularizers.ActivationSparsity`); None for none.
 
     Returns:
         An uncompiled functional model: a `keras_psp.PSPModel` (which logs
@@ -53,6 +61,10 @@ class Regularization:
         psp_reduction: `"sum"` or `"mean"` (see `keras_psp.psp_penalty`).
         psp_divide_by_num_layers: give each of the L regularized layers λ/L,
             as the authors' code does.
+        kernel_regularizer: a regularizer for every kernel, instead of the
+            L2 of `weight_decay` (which must then be 0).
+        activation_regularizer: a regularizer for the output of every
+            non-linear activation.
     """
 
     def __init__(
@@ -61,8 +73,29 @@ class Regularization:
         psp_strength=0.0,
         psp_reduction="mean",
         psp_divide_by_num_layers=True,
+        kernel_regularizer=None,
+        activation_regularizer=None,
     ):
         self.weight_decay = validate_strength(weight_decay, "weight_decay")
+        for name, value in (
+            ("kernel_regularizer", kernel_regularizer),
+            ("activation_regularizer", activation_regularizer),
+        ):
+            if value is not None and not callable(value):
+                raise TypeError(
+                    f"Argument `{name}` must be a Keras regularizer (e.g. "
+                    f"keras.regularizers.L1(1e-4)) or None. Received: "
+                    f"{name}={value!r}."
+                )
+        if kernel_regularizer is not None and self.weight_decay:
+            raise ValueError(
+                "Arguments `weight_decay` and `kernel_regularizer` cannot "
+                "both be given: weight_decay is an L2 kernel regularizer. "
+                f"Received: weight_decay={weight_decay!r}, "
+                f"kernel_regularizer={kernel_regularizer!r}."
+            )
+        self._kernel_regularizer = kernel_regularizer
+        self.activation_regularizer = activation_regularizer
         self.psp_strength = validate_strength(psp_strength, "psp_strength")
         self.psp_reduction = validate_reduction(psp_reduction, "psp_reduction")
         self.divide = bool(psp_divide_by_num_layers)
@@ -72,6 +105,8 @@ class Regularization:
         return self.psp_strength > 0
 
     def kernel_regularizer(self):
+        if self._kernel_regularizer is not None:
+            return self._kernel_regularizer
         if self.weight_decay == 0:
             return None
         return keras.regularizers.L2(self.weight_decay / 2)
@@ -83,6 +118,10 @@ class Regularization:
     def conv(self, filters, kernel_size, activation=None, **kwargs):
         """A Conv2D; with PSP, a PSPConv2D when it has its own activation."""
         kwargs.setdefault("kernel_regularizer", self.kernel_regularizer())
+        if activation is not None and not is_linear(activation):
+            kwargs.setdefault(
+                "activity_regularizer", self.activation_regularizer
+            )
         if self.psp and activation is not None:
             return PSPConv2D(
                 filters, kernel_size, activation, **self._psp_kwargs(), **kwargs
@@ -98,15 +137,29 @@ class Regularization:
     def dense(self, units, activation=None, regularize=True, **kwargs):
         """A Dense; with PSP (and `regularize`), a PSPDense."""
         kwargs.setdefault("kernel_regularizer", self.kernel_regularizer())
+        if activation is not None and not is_linear(activation):
+            kwargs.setdefault(
+                "activity_regularizer", self.activation_regularizer
+            )
         if self.psp and regularize:
             return PSPDense(units, activation, **self._psp_kwargs(), **kwargs)
         return keras.layers.Dense(units, activation=activation, **kwargs)
 
     def activation(self, activation, name=None):
         """The activation after batch norm / add; with PSP, a PSPActivation."""
+        regularizer = (
+            None if is_linear(activation) else self.activation_regularizer
+        )
         if self.psp:
-            return PSPActivation(activation, **self._psp_kwargs(), name=name)
-        return keras.layers.Activation(activation, name=name)
+            return PSPActivation(
+                activation,
+                **self._psp_kwargs(),
+                name=name,
+                activity_regularizer=regularizer,
+            )
+        return keras.layers.Activation(
+            activation, name=name, activity_regularizer=regularizer
+        )
 
     def linear_point(self, x, name=None):
         """Regularizes `x` as a pre-activation with no activation after it

@@ -51,6 +51,8 @@ def ResNet18(
     psp_strength=0.0,
     psp_reduction="mean",
     psp_divide_by_num_layers=True,
+    kernel_regularizer=None,
+    activation_regularizer=None,
 ):
     """Builds ResNet-18 for 32×32 images (CIFAR variant).
 
@@ -77,7 +79,12 @@ def ResNet18(
     11173962
     """
     reg = Regularization(
-        weight_decay, psp_strength, psp_reduction, psp_divide_by_num_layers
+        weight_decay,
+        psp_strength,
+        psp_reduction,
+        psp_divide_by_num_layers,
+        kernel_regularizer,
+        activation_regularizer,
     )
     inputs = keras.Input(input_shape)
     x = reg.conv(64, 3, padding="same", use_bias=False, name="stem_conv")(

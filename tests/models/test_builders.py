@@ -9,6 +9,10 @@ from keras_psp.models import MobileNetV2
 from keras_psp.models import ResNet18
 from keras_psp.models.psp_model import psp_layers
 from keras_psp.models.psp_model import psp_losses
+from keras_psp.pre_activations import is_linear
+from keras_psp.regularizers import ActivationSparsity
+from keras_psp.regularizers import SoftDiamond
+from keras_psp.regularizers import activation_sparsity
 from tests.helpers import to_numpy
 
 # builder: (input shape, trainable parameters for 10 classes, PSP terms).
@@ -98,6 +102,41 @@ def test_l2_variant_has_one_term_per_kernel(arch):
     assert plain.losses == []
 
 
+@pytest.mark.parametrize("arch", ["lenet5", "resnet18"])
+def test_kernel_and_activation_regularizers_go_where_they_belong(arch):
+    builder, shape, _, _ = BUILDERS[arch]
+    x = np.random.rand(2, *shape).astype("float32")
+    kernel = SoftDiamond(1e-4, alpha=1.0, dispersion=0.1)
+    activations = ActivationSparsity(1e-2)
+    model = builder(
+        kernel_regularizer=kernel, activation_regularizer=activations
+    )
+    model(x)
+    kernels = _kernels(model)
+    # Every kernel: the Cauchy penalty λ Σ log(1 + w²/γ²).
+    expected = sum(
+        1e-4 * np.log1p((to_numpy(k) / 0.1) ** 2).sum() for k in kernels
+    )
+    regularized = [
+        layer
+        for layer in model.layers
+        if getattr(layer, "activity_regularizer", None) is activations
+    ]
+    assert len(model.losses) == len(kernels) + len(regularized)
+    # Only the outputs of non-linear activations (not the logits).
+    assert regularized and all(
+        not is_linear(layer.activation) for layer in regularized
+    )
+    # Their outputs' sparsity penalty, and the kernels', is the loss.
+    outputs = keras.Model(model.input, [la.output for la in regularized])(x)
+    expected += sum(
+        1e-2 * float(np.mean(to_numpy(activation_sparsity(out))))
+        for out in outputs
+    )
+    actual = sum(float(to_numpy(loss)) for loss in model.losses)
+    assert actual == pytest.approx(expected, rel=1e-4)
+
+
 @pytest.mark.parametrize("arch", sorted(BUILDERS))
 def test_one_fit_step(arch):
     builder, shape, _, _ = BUILDERS[arch]
@@ -127,6 +166,13 @@ def test_one_fit_step(arch):
         ({"psp_strength": float("nan")}, ValueError, "`psp_strength`"),
         ({"psp_strength": "1e-3"}, TypeError, "`psp_strength`"),
         ({"psp_reduction": "avg"}, ValueError, "`psp_reduction`"),
+        ({"kernel_regularizer": "l1"}, TypeError, "`kernel_regularizer`"),
+        ({"activation_regularizer": 1.0}, TypeError, "`activation_reg"),
+        (
+            {"weight_decay": 1e-4, "kernel_regularizer": SoftDiamond()},
+            ValueError,
+            "`weight_decay` and `kernel_regularizer` cannot both",
+        ),
     ],
 )
 @pytest.mark.parametrize("builder", [LeNet5, AllCNNC])
