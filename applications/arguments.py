@@ -41,6 +41,35 @@ def non_negative_float(text):
     return value
 
 
+def positive_float(text):
+    """A finite number > 0 that float32 holds."""
+    value = _float(text)
+    if not (math.isfinite(value) and 0 < value <= FLOAT32_MAX):
+        raise argparse.ArgumentTypeError(
+            f"must be a finite number > 0 (at most {FLOAT32_MAX:.4g}), "
+            f"got {text}"
+        )
+    return value
+
+
+def fraction(text):
+    """A share in [0, 1)."""
+    value = _float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
+
+
+def tail_index(text):
+    """A tail index α of a symmetric alpha-stable law: in [0.5, 2]."""
+    value = _float(text)
+    if not 0.5 <= value <= 2:
+        raise argparse.ArgumentTypeError(
+            f"must be in [0.5, 2] (2: Gaussian, 1: Cauchy), got {text}"
+        )
+    return value
+
+
 def momentum(text):
     """SGD momentum: a number in [0, 1)."""
     value = _float(text)

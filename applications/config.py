@@ -26,6 +26,16 @@ DISTRIBUTIONS = {
     "data_parallel": "jax",
 }
 PAPER_STRENGTH = {"psp": 1e-3, "none": 0.0}
+# The related regularizers (issue 16), alone or with PSP; their λ
+# (chosen on a validation split: RESULTS.md, "The related regularizers").
+COMPARISONS = {
+    "none": 0.0,
+    "soft_diamond": 1e-6,
+    "gradient_coherent_l1": 1e-4,
+    "gradient_coherent_l2": 1e-2,
+    "activation_sparsity": 1e-2,
+}
+SOFT_DIAMOND = {"alpha": 0.5, "dispersion": 1e-2}
 PAPER_L2 = {"mnist": 1e-4, "fashion_mnist": 1e-4, "cifar10": 5e-4}
 
 # The settings that define a run; a run dir holds one of them.
@@ -46,10 +56,22 @@ RUN_KEYS = (
     "test_examples",
     "mixed_precision",
     "initializer",
+    "comparison",
+    "comparison_strength",
+    "alpha",
+    "dispersion",
+    "validation_split",
 )
 # Settings added after runs were recorded: at their default they are left
 # out of a run's settings, so that those run dirs and records still match.
-LATER_KEYS = {"initializer": "keras"}
+LATER_KEYS = {
+    "initializer": "keras",
+    "comparison": "none",
+    "comparison_strength": 0.0,
+    "alpha": SOFT_DIAMOND["alpha"],
+    "dispersion": SOFT_DIAMOND["dispersion"],
+    "validation_split": 0.0,
+}
 # Settings whose recorded values changed form: `--mixed-precision` was a
 # flag (mixed_float16 or not) before it took a policy.
 OLD_VALUES = {"mixed_precision": {False: "none", True: "mixed_float16"}}
@@ -158,6 +180,44 @@ def build_parser():
         default="keras",
         help="initial weights: Keras' defaults, or PyTorch's (the authors' "
         "code): keras_psp.training.pytorch_initialization",
+    )
+    add(
+        "--comparison",
+        choices=tuple(COMPARISONS),
+        default="none",
+        help="a related regularizer, alone (with --regularization none) or "
+        "with PSP: soft_diamond (an alpha-stable prior on the kernels), "
+        "gradient_coherent_l1/_l2 (strong L1/L2 imposed only while the "
+        "gradients stay coherent), activation_sparsity (the sparsity of "
+        "every hidden activation penalized)",
+    )
+    add(
+        "--comparison-strength",
+        type=arguments.non_negative_float,
+        default=None,
+        help="its λ (default: the value chosen on a validation split, "
+        + ", ".join(f"{k} {v:g}" for k, v in COMPARISONS.items() if v)
+        + ")",
+    )
+    add(
+        "--alpha",
+        type=arguments.tail_index,
+        default=SOFT_DIAMOND["alpha"],
+        help="soft_diamond: the prior's tail index α",
+    )
+    add(
+        "--dispersion",
+        type=arguments.positive_float,
+        default=SOFT_DIAMOND["dispersion"],
+        help="soft_diamond: the prior's dispersion γ",
+    )
+    add(
+        "--validation-split",
+        type=arguments.fraction,
+        default=0.0,
+        help="hold out this last share of the training set and evaluate on "
+        "it instead of the test set (for choosing hyperparameters without "
+        "looking at the test set)",
     )
     arguments.add_backend_option(parser, BACKENDS)
     add("--jit-compile", choices=("auto", "on", "off"), default="auto")
@@ -281,6 +341,7 @@ def complete(args, error, runs_dir="runs"):
         error("argument --strength: must be 0 with --regularization none")
     if args.regularization != "psp" and args.strength_schedule != "constant":
         error("argument --strength-schedule: needs --regularization psp")
+    _complete_comparison(args, error)
     if isinstance(args.mixed_precision, bool):  # the old flag's value
         args.mixed_precision = OLD_VALUES["mixed_precision"][
             args.mixed_precision
@@ -302,6 +363,27 @@ def complete(args, error, runs_dir="runs"):
     if args.run_dir is None:
         args.run_dir = os.path.join(runs_dir, run_name(args))
     return args
+
+
+def _complete_comparison(args, error):
+    if args.comparison not in COMPARISONS:
+        error(
+            f"argument --comparison: invalid choice: {args.comparison!r} "
+            f"(choose from {', '.join(COMPARISONS)})"
+        )
+    if args.comparison_strength is None:
+        args.comparison_strength = COMPARISONS[args.comparison]
+    if args.comparison == "none" and args.comparison_strength:
+        error("argument --comparison-strength: needs --comparison")
+    if args.comparison != "none" and args.regularization == "l2":
+        error(
+            "argument --comparison: combines with --regularization none or "
+            "psp, not l2"
+        )
+    if args.comparison != "soft_diamond":
+        for name, default in SOFT_DIAMOND.items():
+            if getattr(args, name) != default:
+                error(f"argument --{name}: needs --comparison soft_diamond")
 
 
 def _use_backend(args, error):
@@ -390,8 +472,14 @@ def run_name(args):
             name += f"_{args.reduction}"
             if args.strength_schedule != "constant":
                 name += f"_{args.strength_schedule}"
+    if args.comparison != "none":
+        name += f"_{args.comparison}{args.comparison_strength:g}"
+        if args.comparison == "soft_diamond":
+            name += f"_a{args.alpha:g}_d{args.dispersion:g}"
     if args.initializer != "keras":
         name += f"_{args.initializer}init"
+    if args.validation_split:
+        name += f"_val{args.validation_split:g}"
     return f"{name}_e{args.epochs}_seed{args.seed}"
 
 

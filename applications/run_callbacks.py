@@ -61,3 +61,29 @@ class ShortProgbar(keras.callbacks.ProgbarLogger):
 
     def on_test_end(self, logs=None):
         super().on_test_end(self._short(logs))
+
+
+class RegularizedShare(keras.callbacks.Callback):
+    """Logs `regularized_share`: for `GradientCoherentSGD`, the share of the
+    epoch's steps on which the strong regularization was imposed (mean over
+    the kernels)."""
+
+    def _state(self):
+        optimizer = self.model.optimizer
+        if not optimizer.built:
+            return 0, None
+        steps = int(keras.ops.convert_to_numpy(optimizer.iterations))
+        return steps, optimizer.regularized_counts()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = self._state()
+
+    def on_epoch_end(self, epoch, logs=None):
+        steps, counts = self._state()
+        start_steps, start_counts = self._start
+        if logs is None or counts is None or steps == start_steps:
+            return
+        if start_counts is None:
+            start_counts = 0 * counts
+        shares = (counts - start_counts) / (steps - start_steps)
+        logs["regularized_share"] = float(shares.mean())

@@ -141,14 +141,20 @@ def _run(args, paths, settings):
     done, backup = checkpoint.latest(paths["backup"])
     splits = _load(args, done)
     info = splits.info
-    train_data, test_data = splits.train, splits.test
+    # With --validation-split the held-out part of the training set takes
+    # the test set's place: the test set is not looked at.
+    held_out = splits.validation if args.validation_split else splits.test
+    held_out_examples = info[
+        "validation_examples" if args.validation_split else "test_examples"
+    ]
+    train_data, test_data = splits.train, held_out
     if strategy is not None:
         train_data = distribution.split_batches(strategy, train_data)
         # Repeated, and read for `validation_steps`: Keras cannot count the
         # batches of a distributed dataset, and reads it once per epoch
         # until it ends (warning that it "ran out of data").
         test_data = distribution.split_batches(strategy, test_data.repeat())
-        validation_steps = -(-info["test_examples"] // TEST_BATCH)
+        validation_steps = -(-held_out_examples // TEST_BATCH)
     else:
         validation_steps = None
     with scope:
@@ -168,7 +174,7 @@ def _run(args, paths, settings):
     # The fixed held-out batch for ⟨z²⟩: the first test images. Reading
     # the whole (cached) test set keeps tf.data's cache complete.
     with _reading(args, keras_psp):
-        monitor_x = np.concatenate([np.asarray(x) for x, _ in splits.test])
+        monitor_x = np.concatenate([np.asarray(x) for x, _ in held_out])
     monitor_x = monitor_x[: args.monitor_examples]
 
     callbacks = []
@@ -182,6 +188,12 @@ def _run(args, paths, settings):
         nan_stop,
         run_callbacks.EpochTimer(),
         keras_psp.callbacks.PreActivationMonitor(monitor_x, per_layer=True),
+        keras_psp.callbacks.ActivationSparsityMonitor(monitor_x),
+        *(
+            [run_callbacks.RegularizedShare()]
+            if args.comparison.startswith("gradient_coherent")
+            else []
+        ),
         run_callbacks.ShortProgbar(),
         keras.callbacks.CSVLogger(paths["history.csv"], append=True),
         *_tensorboard(args, keras),
@@ -232,18 +244,33 @@ def _run(args, paths, settings):
         "resumed_after_epochs": resumes,
         "train_examples_per_epoch": info["train_examples"],
         "test_examples": info["test_examples"],
+        "evaluated_on": "validation" if args.validation_split else "test",
+        "evaluated_examples": held_out_examples,
         "wall_seconds": seconds,
         "images_per_second": info["train_examples"] * len(rows) / seconds,
         **provenance(),
     }
+    results.update(_weight_sparsity(model, keras_psp))
     run_dirs.write_json(paths["results.json"], results)
     _remove_leftovers(args.run_dir)  # only now that the results are safe
     print(
-        f"{args.run_dir}: final test error {results['final_test_error']:.2f}% "
+        f"{args.run_dir}: final {results['evaluated_on']} error "
+        f"{results['final_test_error']:.2f}% "
         f"(best {results['best_test_error']:.2f}%), "
         f"{results['images_per_second']:.0f} images/s"
     )
     return results
+
+
+def _weight_sparsity(model, keras_psp):
+    """The final weights' sparsity (|w| < 1e-3 of each kernel's largest)
+    and the compression it allows."""
+    sparsity = keras_psp.weight_sparsity(model, relative_threshold=1e-3)
+    return {
+        "weight_sparsity": sparsity["overall"],
+        "weight_sparsity_per_kernel": sparsity["per_kernel"],
+        "compression_ratio": sparsity["compression_ratio"],
+    }
 
 
 def _tensorboard(args, keras):
@@ -279,6 +306,7 @@ def _load(args, initial_epoch):
                 seed=args.seed,
                 train_examples=args.train_examples,
                 test_examples=args.test_examples,
+                validation_split=args.validation_split,
                 test_batch_size=TEST_BATCH,
                 epochs=args.epochs,
                 initial_epoch=initial_epoch,
@@ -318,6 +346,7 @@ def build_model(args, keras_psp, steps_per_epoch):
         weight_decay=l2 - optimizer_decay,
         psp_strength=args.strength if args.regularization == "psp" else 0.0,
         psp_reduction=args.reduction,
+        **comparison_regularizers(args, keras_psp),
     )
     optimizer = keras_psp.training.paper_optimizer(
         steps_per_epoch,
@@ -327,6 +356,11 @@ def build_model(args, keras_psp, steps_per_epoch):
         momentum=args.momentum,
         weight_decay=optimizer_decay or None,
     )
+    if args.comparison.startswith("gradient_coherent"):
+        norm = args.comparison.rsplit("_", 1)[1]  # "l1" or "l2"
+        optimizer = keras_psp.optimizers.GradientCoherentSGD.from_config(
+            {**optimizer.get_config(), norm: args.comparison_strength}
+        )
     model.compile(
         optimizer=optimizer,
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -336,6 +370,25 @@ def build_model(args, keras_psp, steps_per_epoch):
         ],
     )
     return model
+
+
+def comparison_regularizers(args, keras_psp):
+    """The builder arguments of the run's related regularizer, if it is a
+    regularizer (gradient_coherent is an optimizer)."""
+    regularizers = keras_psp.regularizers
+    if args.comparison == "soft_diamond":
+        return {
+            "kernel_regularizer": regularizers.SoftDiamond(
+                args.comparison_strength, args.alpha, args.dispersion
+            )
+        }
+    if args.comparison == "activation_sparsity":
+        return {
+            "activation_regularizer": regularizers.ActivationSparsity(
+                args.comparison_strength
+            )
+        }
+    return {}
 
 
 def strength_schedule(args):

@@ -26,6 +26,7 @@ from keras_psp.pre_activations import find_pre_activations
 from keras_psp.pre_activations import register_pre_activation_layer
 from keras_psp.regularizers import PSPRegularizer
 from keras_psp.stripping import strip_psp
+from keras_psp.weight_sparsity import weight_sparsity
 
 __version__ = "0.1.0"
 
@@ -49,4 +50,5 @@ __all__ = [
     "regularizers",
     "training",
     "psp_penalty",
+    "weight_sparsity",
 ]

@@ -145,19 +145,28 @@ class GradientCoherentSGD(keras.optimizers.SGD):
         self.regularized_steps.assign_add(counts)
         return super().apply(coherent_grads, trainable_variables)
 
+    def regularized_counts(self):
+        """For each regularized variable (in the order of the model's
+        trainable variables), the number of steps so far on which it was
+        regularized: a float NumPy array."""
+        counts = ops.convert_to_numpy(self.regularized_steps)
+        return np.array(
+            [
+                count
+                for count, variable in zip(
+                    counts, self._trainable_variables, strict=True
+                )
+                if self.regularizes(variable)
+            ],
+            dtype=np.float64,
+        )
+
     def regularized_share(self):
         """For each regularized variable, the share of the steps so far on
         which it was regularized (a list of floats, in the order of the
         model's trainable variables)."""
         steps = max(int(ops.convert_to_numpy(self.iterations)), 1)
-        counts = ops.convert_to_numpy(self.regularized_steps)
-        return [
-            float(count) / steps
-            for count, variable in zip(
-                counts, self._trainable_variables, strict=True
-            )
-            if self.regularizes(variable)
-        ]
+        return [float(count) / steps for count in self.regularized_counts()]
 
     def get_config(self):
         return {**super().get_config(), "l1": self.l1, "l2": self.l2}

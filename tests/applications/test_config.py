@@ -34,6 +34,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
         ),
         (["--model", "vgg"], "--model"),
         (["--epocs", "3"], "--epocs"),  # a typo
+        (["--comparison", "soft_daimond"], "--comparison"),
+        (["--comparison-strength", "1e-4"], "--comparison-strength"),
+        (
+            ["--regularization", "l2", "--comparison", "soft_diamond"],
+            "--comparison",
+        ),
+        (["--comparison", "soft_diamond", "--alpha", "3"], "--alpha"),
+        (["--comparison", "soft_diamond", "--dispersion", "0"], "--dispersion"),
+        (["--alpha", "1"], "--alpha"),  # without soft_diamond
+        (["--validation-split", "1"], "--validation-split"),
     ],
 )
 def test_bad_arguments_are_argparse_errors(argv, argument, tmp_path, capsys):
@@ -251,3 +261,31 @@ def test_run_config_takes_the_old_mixed_precision_flag_and_checks_choices():
         config.run_config(mixed_precision="float16", check=False)
     with pytest.raises(ValueError, match="argument --distribution"):
         config.run_config(distribution="mirror", check=False)
+
+
+def test_comparison_settings_name_the_run_and_old_records_still_match():
+    default = config.parse_args(["--run-dir", "x"])
+    # Runs recorded before the comparison options are the same runs.
+    assert not {
+        "comparison",
+        "comparison_strength",
+        "alpha",
+        "dispersion",
+        "validation_split",
+    } & set(config.run_settings(default))
+    args = config.run_config(
+        check=False,
+        comparison="soft_diamond",
+        alpha=1.0,
+        validation_split=0.1,
+    )
+    assert args.comparison_strength == config.COMPARISONS["soft_diamond"]
+    settings = config.run_settings(args)
+    assert (settings["comparison"], settings["alpha"]) == ("soft_diamond", 1.0)
+    assert not config.same_run(config.run_settings(default), args)
+    assert "_soft_diamond1e-06_a1_d0.01_" in args.run_dir
+    assert "_val0.1_" in args.run_dir
+    alone = config.run_config(
+        check=False, regularization="none", comparison="activation_sparsity"
+    )
+    assert "lenet5_mnist_none_activation_sparsity0.01_e5" in alone.run_dir

@@ -63,6 +63,41 @@ def test_run_writes_history_results_and_model(tmp_path):
     assert time.time() - start < 5
 
 
+@pytest.mark.parametrize(
+    "argv, regularized",
+    [
+        (["--regularization", "none", "--comparison", "soft_diamond"], None),
+        (["--comparison", "gradient_coherent_l1"], "regularized_share"),
+        (
+            ["--regularization", "none", "--comparison", "activation_sparsity"],
+            None,
+        ),
+    ],
+)
+def test_comparison_run_on_a_validation_split(tmp_path, argv, regularized):
+    run_dir = str(tmp_path / "run")
+    with tfds_data("mnist", num_examples=300):
+        results = train.main(
+            [*argv, "--epochs", "1", "--validation-split", "0.2"]
+            + ["--run-dir", run_dir, *TINY]
+        )
+    assert results["evaluated_on"] == "validation"
+    assert results["evaluated_examples"] == 60  # 20 % of 300
+    assert 0 <= results["weight_sparsity"] < 1
+    assert results["compression_ratio"] == pytest.approx(
+        1 / (1 - results["weight_sparsity"])
+    )
+    (row,) = run_dirs.read_history(os.path.join(run_dir, "history.csv"))
+    assert {"sparsity/conv1", "sparsity/fc1", "sparsity_mean"} <= set(row)
+    assert "sparsity/logits" not in row
+    model = keras.saving.load_model(os.path.join(run_dir, "model.keras"))
+    if regularized:
+        assert 0 <= float(row[regularized]) <= 1
+        assert type(model.optimizer).__name__ == "GradientCoherentSGD"
+    else:
+        assert type(model.optimizer).__name__ == "SGD"
+
+
 @pytest.mark.parametrize("initializer", ["keras", "pytorch"])
 def test_initializer_sets_the_starting_weights(tmp_path, initializer):
     import keras
