@@ -3,6 +3,16 @@ numbers to compare with."""
 
 from applications import config
 
+# The related regularizers (issue 16), run alone and with PSP.
+COMPARED = ("soft_diamond", "gradient_coherent_l1", "activation_sparsity")
+_COMPARISON_REGIMES = {
+    "none": 0.0,
+    "l2": 1e-4,
+    "psp": 1e-3,
+    **{method: 0.0 for method in COMPARED},
+    **{f"psp+{method}": 1e-3 for method in COMPARED},
+}
+
 # experiment: (data set, model, epochs, {regime: λ}); the paper's settings.
 EXPERIMENTS = {
     "mnist": [("mnist", "lenet5", 50, {"none": 0.0, "l2": 1e-4, "psp": 1e-3})],
@@ -37,6 +47,15 @@ EXPERIMENTS = {
         ]
         for dataset, epochs in (("mnist", 50), ("fashion_mnist", 150))
     },
+    # PSP against the related regularizers, each alone and with PSP, on
+    # the paper's MNIST and Fashion-MNIST setups (their λ: config.COMPARISONS,
+    # chosen on a validation split by applications.search).
+    **{
+        f"comparison_{dataset}": [
+            (dataset, "lenet5", epochs, dict(_COMPARISON_REGIMES))
+        ]
+        for dataset, epochs in (("mnist", 50), ("fashion_mnist", 150))
+    },
 }
 # Each regime: its regularization and further run settings.
 REGIMES = {
@@ -46,6 +65,8 @@ REGIMES = {
     "psp_step": ("psp", {"strength_schedule": "step"}),
     "l2_pytorch_init": ("l2", {"initializer": "pytorch"}),
     "psp_pytorch_init": ("psp", {"initializer": "pytorch"}),
+    **{method: ("none", {"comparison": method}) for method in COMPARED},
+    **{f"psp+{method}": ("psp", {"comparison": method}) for method in COMPARED},
 }
 REGIME_ORDER = tuple(REGIMES)
 # Paired comparisons: (regime, baseline).
@@ -56,6 +77,8 @@ PAIRS = (
     ("psp_pytorch_init", "l2_pytorch_init"),
     ("psp_pytorch_init", "psp"),
     ("l2_pytorch_init", "l2"),
+    *((method, "psp") for method in COMPARED),
+    *((f"psp+{method}", "psp") for method in COMPARED),
 )
 # Test error (%) in the paper (single runs) and in the authors' public logs
 # (10 seeds, final epoch: mean, std).
