@@ -1,0 +1,207 @@
+"""Choose the related regularizers' λ on a validation split, never the test set.
+
+    python -m applications.search                      # MNIST, 9 runs
+    python -m applications.search --datasets mnist fashion_mnist
+
+For each data set and each related regularizer of the reproduction
+(`applications.experiments.COMPARED`), it trains LeNet-5 with each λ of
+its grid (`GRID`: three values a decade apart around the usual scale of
+the method), alone (no PSP, no L2), with the paper's optimizer settings,
+on the training set less its last `--validation-split` share, and
+evaluates on that held-out share. The search budget is therefore 3 λ × 3
+methods × 1 seed × `--epochs` epochs per data set (default 10 epochs, a
+fifth of MNIST's 50: 9 runs, about 15 minutes on a 2-core CPU with the
+TensorFlow backend). The λ with the lowest final-epoch validation error
+is chosen (ties: the smaller λ).
+
+Runs go into `--runs-dir` like `applications.reproduce`'s (resumable,
+lockable, shareable between processes); the result goes into `--out`:
+`search.md` (every run's validation error, the choice marked) and
+`search.json` (the same, and `chosen`: {data set: {method: λ}}). The
+chosen values are those of `applications.config.COMPARISONS`, recorded
+with the search in RESULTS.md.
+"""
+
+import os
+import sys
+
+import applications
+from applications import arguments
+from applications import config
+from applications import experiments
+from applications import run_dir as run_dirs
+from applications import train
+
+GRID = {
+    "soft_diamond": (1e-7, 1e-6, 1e-5),
+    "gradient_coherent_l1": (1e-5, 1e-4, 1e-3),
+    "activation_sparsity": (1e-3, 1e-2, 1e-1),
+}
+
+
+def parse_args(argv=None):
+    parser = arguments.parser("applications.search", __doc__)
+    add = parser.add_argument
+    add(
+        "--datasets",
+        nargs="+",
+        choices=("mnist", "fashion_mnist"),
+        default=["mnist"],
+        metavar="NAME",
+        help="data sets: mnist, fashion_mnist",
+    )
+    add(
+        "--methods",
+        nargs="+",
+        choices=experiments.COMPARED,
+        default=list(experiments.COMPARED),
+        metavar="NAME",
+        help="methods: " + ", ".join(experiments.COMPARED),
+    )
+    add("--epochs", type=arguments.positive_int, default=10)
+    add(
+        "--validation-split",
+        type=arguments.fraction,
+        default=1 / 6,
+        help="the held-out last share of the training set (default: 1/6, "
+        "10,000 of MNIST's 60,000)",
+    )
+    add("--seed", type=arguments.seed, default=1)
+    add("--runs-dir", default="runs")
+    add("--out", default=os.path.join("runs", "search"))
+    arguments.add_data_options(
+        parser, "quick runs on the first N training images (default: all)"
+    )
+    arguments.add_backend_option(parser, config.BACKENDS)
+    add(
+        "--verbose",
+        choices=("auto", "0", "1", "2"),
+        default="2",
+        help="each run's: 0 silent, 1 progress bar, 2 one line per epoch",
+    )
+    args = parser.parse_args(argv)
+    if args.validation_split == 0:
+        parser.error("argument --validation-split: must be > 0")
+    for option in ("runs_dir", "out"):
+        reason = run_dirs.check_writable(getattr(args, option))
+        if reason:
+            parser.error(f"argument --{option.replace('_', '-')}: {reason}")
+    try:
+        args.runs = list(runs(args))
+    except ValueError as error:
+        parser.error(str(error))
+    return args
+
+
+def runs(args):
+    """`((data set, method, λ), run)` for every run of the search."""
+    for dataset in args.datasets:
+        for method in args.methods:
+            for strength in GRID[method]:
+                run = config.run_config(
+                    runs_dir=args.runs_dir,
+                    check=False,
+                    dataset=dataset,
+                    regularization="none",
+                    comparison=method,
+                    comparison_strength=strength,
+                    validation_split=args.validation_split,
+                    epochs=args.epochs,
+                    seed=args.seed,
+                    train_examples=args.train_examples,
+                    test_examples=args.test_examples,
+                    data_dir=args.data_dir,
+                    backend=args.backend,
+                    verbose=args.verbose,
+                )
+                yield (dataset, method, strength), run
+
+
+def choose(found):
+    """{data set: {method: λ}}: the λ of lowest final validation error
+    (ties: the smaller λ) among the runs `found` {(data set, method, λ):
+    results}."""
+    best = {}
+    for (dataset, method, strength), results in sorted(found.items()):
+        error = results["final_test_error"]
+        current = best.setdefault(dataset, {}).get(method)
+        if current is None or error < current[1]:
+            best[dataset][method] = (strength, error)
+    return {
+        dataset: {method: value[0] for method, value in methods.items()}
+        for dataset, methods in best.items()
+    }
+
+
+def markdown(found, chosen, command):
+    lines = [
+        "| data set | method | λ | epochs | final validation error % "
+        "| best-epoch validation error % | weight sparsity % | chosen |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for (dataset, method, strength), results in sorted(found.items()):
+        mark = "yes" if chosen[dataset][method] == strength else ""
+        lines.append(
+            f"| {dataset} | {method} | {strength:g} | {results['epochs']} "
+            f"| {results['final_test_error']:.2f} "
+            f"| {results['best_test_error']:.2f} "
+            f"| {100 * results['weight_sparsity']:.1f} | {mark} |"
+        )
+    lines += ["", f"Command: `{command}`", ""]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    applications.quiet_tensorflow()
+    import keras
+
+    found, failed = {}, []
+    for key, run in args.runs:
+        keras.utils.clear_session()
+        try:
+            config.check_run_dir(run)
+            results = train.train(run)
+        except (ValueError, run_dirs.RunInUseError) as error:
+            print(f"skipped: {error}")
+            continue
+        if run_dirs.failed(results):
+            failed.append(run.run_dir)
+        else:
+            found[key] = results
+    if not found:
+        sys.exit("error: no finished run to choose from")
+    chosen = choose(found)
+    command = "python -m applications.search " + " ".join(
+        sys.argv[1:] if argv is None else argv
+    )
+    os.makedirs(args.out, exist_ok=True)
+    text = markdown(found, chosen, command.strip())
+    run_dirs.write_atomic(
+        os.path.join(args.out, "search.md"), lambda f: f.write(text)
+    )
+    run_dirs.write_json(
+        os.path.join(args.out, "search.json"),
+        {
+            "runs": [
+                {
+                    "dataset": d,
+                    "method": m,
+                    "strength": s,
+                    "final_validation_error": r["final_test_error"],
+                    "best_validation_error": r["best_test_error"],
+                    "weight_sparsity": r["weight_sparsity"],
+                    "epochs": r["epochs"],
+                }
+                for (d, m, s), r in sorted(found.items())
+            ],
+            "chosen": chosen,
+            "failed": failed,
+        },
+    )
+    print(text)
+    return chosen, failed
+
+
+if __name__ == "__main__":
+    sys.exit(1 if main()[1] else 0)
