@@ -80,3 +80,20 @@ def test_models_you_did_not_write_example_runs():
     model(inputs)
     assert len(psp_losses(model)) == len(found) == 3  # as the comment says
     assert not skipped and not psp_layers(plain)
+
+
+def test_related_regularizers_example_runs():
+    import numpy as np
+
+    from keras_psp.optimizers import GradientCoherentSGD
+
+    code = _blocks("python")[5]
+    assert "SoftDiamond" in code
+    namespace = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    model = namespace["model"]
+    assert isinstance(model.optimizer, GradientCoherentSGD)
+    # PSP (4 layers) and the activation sparsity of the 3 hidden layers.
+    model(np.zeros((2, 28, 28, 1)))
+    assert len(model.losses) == 4 + 3
+    assert 0 <= namespace["sparsity"]["overall"] <= 1
