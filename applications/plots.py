@@ -1,12 +1,13 @@
 """The reproduction's plots: test error and ⟨z²⟩ per epoch (the paper's
-Fig. 2b) and per-layer kernel histograms, L2 against PSP (Fig. 3)."""
+Fig. 2b), per-layer kernel histograms, L2 against PSP (Fig. 3), and
+per-layer activation sparsity per epoch."""
 
 import os
 
 from applications import experiments
 from applications import run_dir as run_dirs
 
-NAMES = ("test_error.png", "z2.png", "parameters.png")
+NAMES = ("test_error.png", "z2.png", "parameters.png", "sparsity.png")
 
 
 def write(found, out):
@@ -23,7 +24,9 @@ def write(found, out):
 
 
 def plot(found, out):
-    """Writes test_error.png, z2.png and parameters.png; returns their paths."""
+    """Writes test_error.png, z2.png, parameters.png (with L2 and PSP runs)
+    and sparsity.png (with activation sparsity in the history); returns
+    their paths."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -125,4 +128,63 @@ def plot(found, out):
                 axis.legend()
         figure.suptitle("kernel values per layer, L2 vs PSP")
         written.append(save(figure, "parameters.png"))
+
+    # One row per data set and model: each hidden layer's activation
+    # sparsity per epoch (records from before it was measured have none).
+    layers = {}
+    for dataset, model in groups:
+        names = []
+        for regime in experiments.REGIME_ORDER:
+            for _, rows, _ in found.get((dataset, model, regime), {}).values():
+                for key in rows[0] if rows else ():
+                    if (
+                        key.startswith("sparsity/")
+                        and key not in names
+                        and all(row.get(key) not in (None, "") for row in rows)
+                    ):
+                        names.append(key)
+        if names:
+            layers[(dataset, model)] = names
+    if layers:
+        columns = max(len(names) for names in layers.values())
+        figure, axes = plt.subplots(
+            len(layers),
+            columns,
+            figsize=(4 * columns, 3.5 * len(layers)),
+            squeeze=False,
+        )
+        for row, ((dataset, model), names) in zip(
+            axes, layers.items(), strict=True
+        ):
+            for axis, key in zip(row, names, strict=False):
+                for regime in experiments.REGIME_ORDER:
+                    runs = found.get((dataset, model, regime), {})
+                    curves = [
+                        [float(r[key]) for r in rows]
+                        for _, rows, _ in runs.values()
+                        if rows
+                        and all(r.get(key) not in (None, "") for r in rows)
+                    ]
+                    if not curves:
+                        continue
+                    length = min(len(c) for c in curves)
+                    mean = np.array([c[:length] for c in curves]).mean(axis=0)
+                    seeds = (
+                        f"{len(curves)} seed{'s' if len(curves) > 1 else ''}"
+                    )
+                    axis.plot(
+                        np.arange(1, length + 1),
+                        mean,
+                        marker="o" if length == 1 else None,
+                        label=f"{regime} ({seeds}, mean)",
+                    )
+                axis.set_title(f"{model} on {dataset}: {key.split('/', 1)[1]}")
+                axis.set_xlabel("epoch")
+                axis.set_ylabel("activation sparsity")
+                axis.set_ylim(0, 1)
+                axis.legend(fontsize="small")
+            for axis in row[len(names) :]:
+                axis.axis("off")
+        figure.suptitle("activation sparsity per hidden layer (held-out batch)")
+        written.append(save(figure, "sparsity.png"))
     return written

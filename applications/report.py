@@ -15,6 +15,31 @@ def mean_std(values):
     return float(values.mean()), std
 
 
+def _optional(runs, value):
+    """mean ± std over the runs of `value(results, history rows)`, or None
+    when a run lacks it (records from before it was measured)."""
+    values = []
+    for results, history, _ in runs.values():
+        try:
+            measured = value(results, history)
+        except (KeyError, IndexError, TypeError):
+            return None
+        if measured is None or measured == "":
+            return None
+        values.append(float(measured))
+    return mean_std(values)
+
+
+# The final weights' and activations' measures of `summarize`'s rows:
+# (row key, value of a run's results and history rows).
+MEASURES = (
+    ("weight_sparsity", lambda r, h: 100 * r["weight_sparsity"]),
+    ("compression_ratio", lambda r, h: r["compression_ratio"]),
+    ("z2", lambda r, h: h[-1]["z2_mean"]),
+    ("activation_sparsity", lambda r, h: h[-1]["sparsity_mean"]),
+)
+
+
 def summarize(found):
     """The table rows (mean ± std per configuration, per seed, the
     paper's numbers) and the paired differences over shared seeds."""
@@ -31,6 +56,7 @@ def summarize(found):
                 "model": model,
                 "regime": regime,
                 "strength": any_result["strength"],
+                "comparison_strength": any_result.get("comparison_strength"),
                 "epochs": any_result["epochs"],
                 "seeds": sorted(runs),
                 "final": mean_std(final),
@@ -49,6 +75,7 @@ def summarize(found):
                 "authors_logs": experiments.AUTHORS_LOGS.get(
                     (dataset, model), {}
                 ).get(regime),
+                **{key: _optional(runs, value) for key, value in MEASURES},
             }
         )
     for (dataset, model, regime), runs in sorted(found.items()):
@@ -77,11 +104,13 @@ def summarize(found):
     return rows, pairs
 
 
-def _pm(pair, digits=2):
+def _pm(pair, digits=2, kind="f"):
+    if pair is None:  # not measured
+        return ""
     mean, std = pair
     if std != std:  # one seed: no spread
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+        return f"{mean:.{digits}{kind}}"
+    return f"{mean:.{digits}{kind}} ± {std:.{digits}{kind}}"
 
 
 def markdown(rows, pairs, command, failures=()):
@@ -103,7 +132,9 @@ def markdown(rows, pairs, command, failures=()):
         )
     lines += [
         "",
-        "Paired comparisons (final test error, same seeds; e.g. PSP − L2):",
+        "Paired comparisons (final test error, same seeds; the first "
+        "regime's minus the second's, e.g. psp − l2 or "
+        "psp+soft_diamond − psp):",
         "",
         "| data set | model | comparison | seeds | difference (pp) "
         "| seeds where lower |",
@@ -115,6 +146,25 @@ def markdown(rows, pairs, command, failures=()):
             f"| {pair['regime']} − {pair['baseline']} | {len(pair['seeds'])} "
             f"| {_pm(pair['difference'], 3)} "
             f"| {pair['better']}/{len(pair['seeds'])} |"
+        )
+    measured = [row for row in rows if any(row.get(key) for key, _ in MEASURES)]
+    if measured:
+        lines += [
+            "",
+            "Weight sparsity, compression and ⟨z²⟩ (final epoch, mean ± std "
+            "over seeds):",
+            "",
+            "| data set | model | regime | weight sparsity % "
+            "| compression ratio | ⟨z²⟩ | activation sparsity |",
+            "|---|---|---|---|---|---|---|",
+        ]
+    for row in measured:
+        lines.append(
+            f"| {row['dataset']} | {row['model']} | {row['regime']} "
+            f"| {_pm(row.get('weight_sparsity'))} "
+            f"| {_pm(row.get('compression_ratio'))} "
+            f"| {_pm(row.get('z2'), 3, 'g')} "
+            f"| {_pm(row.get('activation_sparsity'), 3)} |"
         )
     seeds = sorted({seed for row in rows for seed in row["per_seed"]})
     lines += [

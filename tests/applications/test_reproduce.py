@@ -9,6 +9,8 @@ import keras
 import pytest
 
 from applications import experiments
+from applications import plots
+from applications import report
 from applications import reproduce
 from applications import run_dir as run_dirs
 from tests.helpers import tfds_data
@@ -99,9 +101,27 @@ def test_tiny_reproduction_writes_tables_and_plots(tmp_path, capsys):
     assert "0.57 ± 0.04" in summary  # the authors' logs, beside ours
     assert "| mnist | lenet5 | psp_step − psp | 2 |" in summary
     assert "| data set | model | regime | seed 1 | seed 2 |" in summary
+    # Weight sparsity, compression, ⟨z²⟩ and activation sparsity of the
+    # final epoch: in every row and in their table.
+    for row in rows:
+        assert 0 <= row["weight_sparsity"][0] <= 100
+        assert row["compression_ratio"][0] >= 1
+        assert row["z2"][0] > 0
+        assert 0 <= row["activation_sparsity"][0] <= 1
+    table = summary.split("Weight sparsity, compression and ⟨z²⟩")[1]
+    table = table.split("Final test error % per seed")[0]
+    lines = [line for line in table.splitlines() if line.startswith("| mnist")]
+    assert len(lines) == 6
+    for line in lines:
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        sparsity, compression, z2, activation = (
+            float(cell.split(" ± ")[0]) for cell in cells[3:]
+        )
+        assert 0 <= sparsity <= 100 and compression >= 1 and z2 > 0
+        assert 0 <= activation <= 1
     data = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert len(data["rows"]) == 6
-    for name in ("test_error.png", "z2.png", "parameters.png"):
+    for name in ("test_error.png", "z2.png", "parameters.png", "sparsity.png"):
         content = (tmp_path / "out" / name).read_bytes()
         assert content.startswith(b"\x89PNG") and len(content) > 10_000
 
@@ -169,6 +189,105 @@ def test_tiny_reproduction_writes_tables_and_plots(tmp_path, capsys):
     assert [r["final"] for r in again] == [r["final"] for r in rows]
     assert time.time() - start < 60
     assert not [n for n in os.listdir(tmp_path / "out") if ".tmp" in n]
+
+
+def _fake_run(seed, error, extra=None, history_extra=None):
+    results = {
+        "strength": 1e-3,
+        "epochs": 2,
+        "final_test_error": error,
+        "best_test_error": error - 0.1,
+        **(extra or {}),
+    }
+    history = [
+        {"epoch": str(epoch), "val_accuracy": "0.99", "z2_mean": z2}
+        for epoch, z2 in ((0, "5.0"), (1, str(seed)))
+    ]
+    for row in history:
+        row.update(history_extra or {})
+    return results, history, f"/records/run_{seed}"
+
+
+def test_report_of_old_and_new_records_without_training(tmp_path):
+    def new(seed, error, sparsity, ratio, activation):
+        return _fake_run(
+            seed,
+            error,
+            {
+                "weight_sparsity": sparsity,
+                "compression_ratio": ratio,
+                "weight_sparsity_per_kernel": {"fc1/kernel": sparsity},
+                "comparison_strength": 1e-4,
+            },
+            {"sparsity/fc1": str(activation), "sparsity_mean": str(activation)},
+        )
+
+    found = {
+        # Old records: none of the new keys, nor activation sparsity.
+        ("mnist", "lenet5", "none"): {
+            1: _fake_run(1, 0.8),
+            2: _fake_run(2, 0.7),
+        },
+        # A regime measured on one seed only: no mean of the other.
+        ("mnist", "lenet5", "l2"): {
+            1: new(1, 0.7, 0.1, 1.5, 0.2),
+            2: _fake_run(2, 0.6),
+        },
+        ("mnist", "lenet5", "psp"): {
+            1: new(1, 0.6, 0.2, 1.25, 0.3),
+            2: new(2, 0.5, 0.4, 2.0, 0.5),
+        },
+        ("mnist", "lenet5", "psp+soft_diamond"): {
+            1: new(1, 0.5, 0.5, 2.0, 0.4),
+            2: new(2, 0.6, 0.3, 1.5, 0.6),
+        },
+    }
+    rows, pairs = report.summarize(found)
+    by_regime = {row["regime"]: row for row in rows}
+    for regime in ("none", "l2"):
+        assert by_regime[regime]["weight_sparsity"] is None
+        assert by_regime[regime]["compression_ratio"] is None
+        assert by_regime[regime]["activation_sparsity"] is None
+        assert by_regime[regime]["z2"] == pytest.approx((1.5, 0.5**0.5))
+    assert by_regime["none"]["comparison_strength"] is None
+    psp = by_regime["psp"]
+    assert psp["comparison_strength"] == 1e-4
+    assert psp["weight_sparsity"] == pytest.approx((30.0, 200**0.5))
+    assert psp["compression_ratio"] == pytest.approx((1.625, 0.375 * 2**0.5))
+    assert psp["activation_sparsity"] == pytest.approx((0.4, 0.02**0.5))
+    summary = report.markdown(rows, pairs, "command")
+    assert "| mnist | lenet5 | psp+soft_diamond − psp | 2 |" in summary
+    table = summary.split("Weight sparsity, compression and ⟨z²⟩")[1]
+    table = table.split("Final test error % per seed")[0]
+    # Only rows with a measure; the old records' cells are left empty.
+    assert "| mnist | lenet5 | none |  |  | 1.5 ± 0.707 |  |" in table
+    assert "| mnist | lenet5 | l2 |  |  | 1.5 ± 0.707 |  |" in table
+    assert (
+        "| mnist | lenet5 | psp | 30.00 ± 14.14 | 1.62 ± 0.53 "
+        "| 1.5 ± 0.707 | 0.400 ± 0.141 |"
+    ) in table
+    assert (
+        "| mnist | lenet5 | psp+soft_diamond | 40.00 ± 14.14 | 1.75 ± 0.35 "
+        "| 1.5 ± 0.707 | 0.500 ± 0.141 |"
+    ) in table
+    # Old records only, without ⟨z²⟩ either: no table, no error.
+    old = {
+        key: {
+            seed: (results, [{"val_accuracy": "0.99"}], record)
+            for seed, (results, _, record) in runs.items()
+        }
+        for key, runs in found.items()
+        if key[2] == "none"
+    }
+    old_rows, old_pairs = report.summarize(old)
+    assert old_rows[0]["z2"] is None
+    assert "Weight sparsity" not in report.markdown(old_rows, old_pairs, "")
+    # No activation sparsity in the records: an older sparsity.png goes.
+    (tmp_path / "sparsity.png").write_bytes(b"an earlier report's plot")
+    old = {key: runs for key, runs in found.items() if key[2] == "none"}
+    written = plots.write(old, str(tmp_path))
+    assert sorted(os.listdir(tmp_path)) == ["test_error.png", "z2.png"]
+    assert len(written) == 2
 
 
 def test_runs_held_by_another_process_are_skipped(tmp_path, capsys):
@@ -246,7 +365,7 @@ def test_when_every_run_failed_no_old_plot_is_left(tmp_path, monkeypatch):
     argv = _tiny_argv(tmp_path, ["all_diverge"], 1, 300)
     out = tmp_path / "out"
     out.mkdir()
-    for name in ("test_error.png", "z2.png", "parameters.png"):
+    for name in plots.NAMES:
         (out / name).write_bytes(b"an earlier report's plot")
     with tfds_data("mnist", num_examples=300):
         with pytest.raises(SystemExit, match="1 run\\(s\\) failed"):
