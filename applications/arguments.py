@@ -121,6 +121,18 @@ class ArgumentParser(argparse.ArgumentParser):
         return super().add_argument(*args, **kwargs)
 
 
+def check_writable_dirs(parser, args, options):
+    """Ends the program with argparse's error naming the first of `options`
+    (attribute names of `args`) that is not a writable directory (or one
+    that can be made)."""
+    from applications import run_dir
+
+    for option in options:
+        reason = run_dir.check_writable(getattr(args, option))
+        if reason:
+            parser.error(f"argument --{option.replace('_', '-')}: {reason}")
+
+
 def add_data_options(
     parser, train_help="use only the first N training images (default: all)"
 ):

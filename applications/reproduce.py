@@ -87,10 +87,7 @@ def parse_args(argv=None):
         help="each run's: 0 silent, 1 progress bar, 2 one line per epoch",
     )
     args = parser.parse_args(argv)
-    for option in ("runs_dir", "out"):
-        reason = run_dirs.check_writable(getattr(args, option))
-        if reason:
-            parser.error(f"argument --{option.replace('_', '-')}: {reason}")
+    arguments.check_writable_dirs(parser, args, ("runs_dir", "out"))
     try:
         args.runs = list(runs(args))
     except ValueError as error:
@@ -146,15 +143,8 @@ def write_report(args, command):
 def train_all(args):
     """Trains every run not finished yet; skips (and says so) those that
     another process trains or whose run dir holds other settings."""
-    import keras
-
-    for _, _, run in args.runs:
-        keras.utils.clear_session()
-        try:
-            config.check_run_dir(run)
-            train.train(run)  # a failed run is reported as such
-        except (ValueError, run_dirs.RunInUseError) as error:
-            print(f"skipped: {error}")
+    for _ in train.train_each(run for _, _, run in args.runs):
+        pass
 
 
 def run(args, command):

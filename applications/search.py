@@ -82,10 +82,7 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.validation_split == 0:
         parser.error("argument --validation-split: must be > 0")
-    for option in ("runs_dir", "out"):
-        reason = run_dirs.check_writable(getattr(args, option))
-        if reason:
-            parser.error(f"argument --{option.replace('_', '-')}: {reason}")
+    arguments.check_writable_dirs(parser, args, ("runs_dir", "out"))
     try:
         args.runs = list(runs(args))
     except ValueError as error:
@@ -154,21 +151,15 @@ def markdown(found, chosen, command):
 def main(argv=None):
     args = parse_args(argv)
     applications.quiet_tensorflow()
-    import keras
-
     found, failed = {}, []
-    for key, run in args.runs:
-        keras.utils.clear_session()
-        try:
-            config.check_run_dir(run)
-            results = train.train(run)
-        except (ValueError, run_dirs.RunInUseError) as error:
-            print(f"skipped: {error}")
+    keys = dict((id(run), key) for key, run in args.runs)
+    for run, results in train.train_each(run for _, run in args.runs):
+        if results is None:
             continue
         if run_dirs.failed(results):
             failed.append(run.run_dir)
         else:
-            found[key] = results
+            found[keys[id(run)]] = results
     if not found:
         sys.exit("error: no finished run to choose from")
     chosen = choose(found)

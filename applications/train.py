@@ -53,6 +53,24 @@ def train(args):
     return _train(args)
 
 
+def train_each(runs):
+    """Trains each run of `runs` (`config.run_config` results) in turn, as
+    `train` does; yields `(run, results)`, with results None for a run
+    skipped (and said so on stdout) because another process trains it or
+    its run dir holds a run of other settings."""
+    import keras
+
+    for run in runs:
+        keras.utils.clear_session()
+        try:
+            config.check_run_dir(run)
+            results = train(run)
+        except (ValueError, run_dirs.RunInUseError) as error:
+            print(f"skipped: {error}")
+            results = None
+        yield run, results
+
+
 def _train(args):
     os.makedirs(args.run_dir, exist_ok=True)
     paths = {name: os.path.join(args.run_dir, name) for name in FILES}
