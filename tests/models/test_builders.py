@@ -2,6 +2,7 @@ import keras
 import numpy as np
 import pytest
 
+from keras_psp import PSPActivation
 from keras_psp import PSPModel
 from keras_psp.models import AllCNNC
 from keras_psp.models import LeNet5
@@ -9,6 +10,7 @@ from keras_psp.models import MobileNetV2
 from keras_psp.models import ResNet18
 from keras_psp.models.psp_model import psp_layers
 from keras_psp.models.psp_model import psp_losses
+from keras_psp.models.regularization import Regularization
 from keras_psp.pre_activations import is_linear
 from keras_psp.regularizers import ActivationSparsity
 from keras_psp.regularizers import SoftDiamond
@@ -102,7 +104,21 @@ def test_l2_variant_has_one_term_per_kernel(arch):
     assert plain.losses == []
 
 
-@pytest.mark.parametrize("arch", ["lenet5", "resnet18"])
+def test_activation_layers_after_batch_norm_take_the_activation_regularizer():
+    # ResNet-18's and MobileNetV2's activations after batch norm / add.
+    activations = ActivationSparsity(1e-2)
+    for psp_strength in (0.0, 1e-3):
+        regularization = Regularization(
+            psp_strength=psp_strength, activation_regularizer=activations
+        )
+        relu = regularization.activation("relu", name="relu")
+        assert relu.activity_regularizer is activations
+        assert isinstance(relu, PSPActivation) == bool(psp_strength)
+        linear = regularization.activation("linear", name="linear")
+        assert linear.activity_regularizer is None
+
+
+@pytest.mark.parametrize("arch", ["lenet5"])
 def test_kernel_and_activation_regularizers_go_where_they_belong(arch):
     builder, shape, _, _ = BUILDERS[arch]
     x = np.random.rand(2, *shape).astype("float32")
