@@ -182,7 +182,10 @@ def plot(found, out):
                 axis.set_xlabel("epoch")
                 axis.set_ylabel("activation sparsity")
                 axis.set_ylim(0, 1)
-                axis.legend(fontsize="small")
+            # One legend per row, beside its last plot.
+            row[len(names) - 1].legend(
+                fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1)
+            )
             for axis in row[len(names) :]:
                 axis.axis("off")
         figure.suptitle("activation sparsity per hidden layer (held-out batch)")

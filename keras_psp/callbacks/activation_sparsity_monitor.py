@@ -72,6 +72,13 @@ class ActivationSparsityMonitor(keras.callbacks.Callback):
             pre_activations.PSP,
         ):
             return None  # a composite layer's output is not an activation
+        # A PSP layer keeps its activation in `psp_activation`.
+        activation = getattr(
+            layer, "psp_activation", getattr(layer, "activation", None)
+        )
+        if kind != pre_activations.ACTIVATION or activation is not None:
+            if pre_activations.is_linear(activation):
+                return None  # PSP logits, linear bottlenecks: not activations
         probe = _SparsityProbe(self.axis, name=f"sparsity_probe_{index}")
         return probe(output)
 

@@ -55,14 +55,19 @@ def test_fit_logs_it_for_psp_layers_each_epoch():
     z = PSPConv2D(4, 3, activation="relu", strength=1e-3, name="conv")(inputs)
     z = keras.layers.Flatten()(z)
     z = PSPDense(6, activation="relu", strength=1e-3, name="fc")(z)
-    model = keras.Model(inputs, keras.layers.Dense(2)(z))
+    # PSP logits (linear) and a linear Activation: not activations.
+    z = keras.layers.Activation("linear", name="identity")(z)
+    logits = PSPDense(2, strength=1e-3, name="logits")(z)
+    model = keras.Model(inputs, logits)
     model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(True))
     x = RNG.normal(size=(8, 8, 8, 1)).astype("float32")
     y = RNG.integers(0, 2, size=8)
     history = model.fit(
         x, y, epochs=2, verbose=0, callbacks=[ActivationSparsityMonitor(x[:4])]
     )
-    for key in ("sparsity/conv", "sparsity/fc", "sparsity_mean"):
+    logged = {k for k in history.history if k.startswith("sparsity")}
+    assert logged == {"sparsity/conv", "sparsity/fc", "sparsity_mean"}
+    for key in logged:
         assert len(history.history[key]) == 2
         assert all(0 <= v <= 1 for v in history.history[key])
 
