@@ -10,8 +10,9 @@ the method), alone (no PSP, no L2), with the paper's optimizer settings,
 on the training set less its last `--validation-split` share, and
 evaluates on that held-out share. The search budget is therefore 3 λ × 3
 methods × 1 seed × `--epochs` epochs per data set (default 10 epochs, a
-fifth of MNIST's 50: 9 runs, about 15 minutes on a 2-core CPU with the
-TensorFlow backend). The λ with the lowest final-epoch validation error
+fifth of MNIST's 50: 9 runs). The default run takes about 25 minutes on a
+2-core CPU with the TensorFlow backend (2026-11-25, with other work beside
+it). The λ with the lowest final-epoch validation error
 is chosen (ties: the smaller λ).
 
 Runs go into `--runs-dir` like `applications.reproduce`'s (resumable,

@@ -12,6 +12,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 PROGRAMS = (
     "train",
     "reproduce",
+    "search",
     "quickstart",
     "benchmark",
     "convert_applications",
@@ -63,6 +64,10 @@ def test_argument_types():
     assert arguments.momentum("0.9") == 0.9
     assert arguments.non_negative_float("1e-3") == 1e-3
     assert arguments.non_negative_float("3e38") == 3e38
+    assert arguments.positive_float("1e-2") == 1e-2
+    assert arguments.fraction("0") == 0 and arguments.fraction("0.5") == 0.5
+    assert arguments.tail_index("0.5") == 0.5
+    assert arguments.tail_index("2") == 2
     for function, text in [
         (arguments.positive_int, "0"),
         (arguments.positive_int, "2.5"),
@@ -72,6 +77,12 @@ def test_argument_types():
         (arguments.non_negative_float, "inf"),
         (arguments.non_negative_float, "4e38"),
         (arguments.non_negative_float, "-0.5"),
+        (arguments.positive_float, "0"),
+        (arguments.positive_float, "nan"),
+        (arguments.fraction, "1"),
+        (arguments.fraction, "-0.1"),
+        (arguments.tail_index, "0.4"),
+        (arguments.tail_index, "2.1"),
     ]:
         with pytest.raises(argparse.ArgumentTypeError):
             function(text)
