@@ -10,10 +10,12 @@ the method), alone (no PSP, no L2), with the paper's optimizer settings,
 on the training set less its last `--validation-split` share, and
 evaluates on that held-out share. The search budget is therefore 3 λ × 3
 methods × 1 seed × `--epochs` epochs per data set (default 10 epochs, a
-fifth of MNIST's 50: 9 runs). The default run takes about 25 minutes on a
-2-core CPU with the TensorFlow backend (2026-11-25, with other work beside
-it). The λ with the lowest final-epoch validation error
-is chosen (ties: the smaller λ).
+fifth of MNIST's 50: 9 runs, and 2 baselines). The default run takes
+about 30 minutes on a 2-core CPU with the TensorFlow backend (2026-11-25,
+with other work beside it). The λ with the lowest final-epoch validation
+error
+is chosen (ties: the smaller λ). No regularization and PSP (λ 1e-3) are
+trained on the same split, for comparison.
 
 Runs go into `--runs-dir` like `applications.reproduce`'s (resumable,
 lockable, shareable between processes); the result goes into `--out`:
@@ -33,6 +35,7 @@ from applications import experiments
 from applications import run_dir as run_dirs
 from applications import train
 
+BASELINES = ("none", "psp")
 GRID = {
     "soft_diamond": (1e-7, 1e-6, 1e-5),
     "gradient_coherent_l1": (1e-5, 1e-4, 1e-3),
@@ -92,25 +95,35 @@ def parse_args(argv=None):
 
 
 def runs(args):
-    """`((data set, method, λ), run)` for every run of the search."""
+    """`((data set, method, λ), run)` for every run of the search, and
+    for the baselines none and PSP (method "none", "psp") on the same
+    split, to compare with (not chosen among)."""
+    common = {
+        "runs_dir": args.runs_dir,
+        "check": False,
+        "validation_split": args.validation_split,
+        "epochs": args.epochs,
+        "seed": args.seed,
+        "train_examples": args.train_examples,
+        "test_examples": args.test_examples,
+        "data_dir": args.data_dir,
+        "backend": args.backend,
+        "verbose": args.verbose,
+    }
     for dataset in args.datasets:
+        for baseline in BASELINES:
+            run = config.run_config(
+                dataset=dataset, regularization=baseline, **common
+            )
+            yield (dataset, baseline, run.strength), run
         for method in args.methods:
             for strength in GRID[method]:
                 run = config.run_config(
-                    runs_dir=args.runs_dir,
-                    check=False,
                     dataset=dataset,
                     regularization="none",
                     comparison=method,
                     comparison_strength=strength,
-                    validation_split=args.validation_split,
-                    epochs=args.epochs,
-                    seed=args.seed,
-                    train_examples=args.train_examples,
-                    test_examples=args.test_examples,
-                    data_dir=args.data_dir,
-                    backend=args.backend,
-                    verbose=args.verbose,
+                    **common,
                 )
                 yield (dataset, method, strength), run
 
@@ -121,6 +134,8 @@ def choose(found):
     results}."""
     best = {}
     for (dataset, method, strength), results in sorted(found.items()):
+        if method not in GRID:
+            continue  # a baseline
         error = results["final_test_error"]
         current = best.setdefault(dataset, {}).get(method)
         if current is None or error < current[1]:
@@ -131,14 +146,22 @@ def choose(found):
     }
 
 
+def _order(key):
+    dataset, method, strength = key
+    methods = (*BASELINES, *GRID)
+    return dataset, methods.index(method), strength
+
+
 def markdown(found, chosen, command):
     lines = [
         "| data set | method | λ | epochs | final validation error % "
         "| best-epoch validation error % | weight sparsity % | chosen |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for (dataset, method, strength), results in sorted(found.items()):
-        mark = "yes" if chosen[dataset][method] == strength else ""
+    for (dataset, method, strength), results in sorted(
+        found.items(), key=lambda item: _order(item[0])
+    ):
+        mark = "yes" if chosen[dataset].get(method) == strength else ""
         lines.append(
             f"| {dataset} | {method} | {strength:g} | {results['epochs']} "
             f"| {results['final_test_error']:.2f} "
@@ -185,7 +208,9 @@ def main(argv=None):
                     "weight_sparsity": r["weight_sparsity"],
                     "epochs": r["epochs"],
                 }
-                for (d, m, s), r in sorted(found.items())
+                for (d, m, s), r in sorted(
+                    found.items(), key=lambda item: _order(item[0])
+                )
             ],
             "chosen": chosen,
             "failed": failed,

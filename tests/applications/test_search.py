@@ -16,6 +16,7 @@ def test_choose_takes_the_lowest_final_validation_error_and_the_smaller_tie():
         ("mnist", "activation_sparsity", 1e-2): {"final_test_error": 0.8},
         ("mnist", "activation_sparsity", 1e-3): {"final_test_error": 0.8},
         ("fashion_mnist", "soft_diamond", 1e-5): {"final_test_error": 9.0},
+        ("mnist", "psp", 1e-3): {"final_test_error": 0.1},  # not chosen
     }
     assert search.choose(found) == {
         "mnist": {"soft_diamond": 1e-6, "activation_sparsity": 1e-3},
@@ -60,7 +61,13 @@ def test_search_trains_the_grid_on_the_validation_split(tmp_path):
     with open(out / "search.json") as f:
         saved = json.load(f)
     assert saved["chosen"] == chosen
-    assert [r["strength"] for r in saved["runs"]] == [1e-3, 1e-2, 1e-1]
+    assert [(r["method"], r["strength"]) for r in saved["runs"]] == [
+        ("none", 0.0),
+        ("psp", 1e-3),
+        ("activation_sparsity", 1e-3),
+        ("activation_sparsity", 1e-2),
+        ("activation_sparsity", 1e-1),
+    ]
     assert all(r["epochs"] == 1 for r in saved["runs"])
     table = (out / "search.md").read_text()
     assert table.count("| yes |") == 1
