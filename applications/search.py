@@ -1,6 +1,6 @@
 """Choose the related regularizers' λ on a validation split, never the test set.
 
-    python -m applications.search                      # MNIST, 9 runs
+    python -m applications.search                      # MNIST, 11 runs
     python -m applications.search --datasets mnist fashion_mnist
 
 For each data set and each related regularizer of the reproduction
@@ -13,9 +13,8 @@ methods × 1 seed × `--epochs` epochs per data set (default 10 epochs, a
 fifth of MNIST's 50: 9 runs, and 2 baselines). The default run takes
 about 30 minutes on a 2-core CPU with the TensorFlow backend (2026-11-25,
 with other work beside it). The λ with the lowest final-epoch validation
-error
-is chosen (ties: the smaller λ). No regularization and PSP (λ 1e-3) are
-trained on the same split, for comparison.
+error is chosen (ties: the smaller λ). No regularization and PSP (λ 1e-3)
+are trained on the same split, for comparison.
 
 Runs go into `--runs-dir` like `applications.reproduce`'s (resumable,
 lockable, shareable between processes); the result goes into `--out`:
