@@ -3,8 +3,17 @@ numbers to compare with."""
 
 from applications import config
 
-# The related regularizers (issue 16), run alone and with PSP.
+# The related regularizers (issue 16), run alone and with PSP, each with
+# the λ `python -m applications.search` chose on a validation split of the
+# training set (RESULTS.md, "The related regularizers").
 COMPARED = ("soft_diamond", "gradient_coherent_l1", "activation_sparsity")
+COMPARISON_STRENGTH = {
+    "mnist": {
+        "soft_diamond": 1e-6,
+        "gradient_coherent_l1": 1e-5,
+        "activation_sparsity": 1e-3,
+    },
+}
 _COMPARISON_REGIMES = {
     "none": 0.0,
     "l2": 1e-4,
@@ -101,6 +110,16 @@ AUTHORS_LOGS = {
 }
 
 
+def _chosen(dataset, method):
+    try:
+        return COMPARISON_STRENGTH[dataset][method]
+    except KeyError:
+        raise ValueError(
+            f"no λ chosen for {method} on {dataset} yet: run python -m "
+            f"applications.search --datasets {dataset} first"
+        ) from None
+
+
 def configurations(
     experiments,
     seeds,
@@ -131,6 +150,13 @@ def configurations(
                         continue
                     seen.add((key, seed))
                     regularization, extra = REGIMES[regime]
+                    if "comparison" in extra:
+                        extra = {
+                            **extra,
+                            "comparison_strength": _chosen(
+                                dataset, extra["comparison"]
+                            ),
+                        }
                     run = config.run_config(
                         runs_dir=runs_dir,
                         check=False,
