@@ -288,4 +288,7 @@ def test_comparison_settings_name_the_run_and_old_records_still_match():
     alone = config.run_config(
         check=False, regularization="none", comparison="activation_sparsity"
     )
-    assert "lenet5_mnist_none_activation_sparsity0.01_e5" in alone.run_dir
+    strength = config.COMPARISONS["activation_sparsity"]
+    assert f"lenet5_mnist_none_activation_sparsity{strength:g}_e5" in (
+        alone.run_dir
+    )
