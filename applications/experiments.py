@@ -13,6 +13,11 @@ COMPARISON_STRENGTH = {
         "gradient_coherent_l1": 1e-5,
         "activation_sparsity": 1e-3,
     },
+    "fashion_mnist": {
+        "soft_diamond": 1e-7,
+        "gradient_coherent_l1": 1e-5,
+        "activation_sparsity": 1e-3,
+    },
 }
 _COMPARISON_REGIMES = {
     "none": 0.0,
