@@ -135,8 +135,7 @@ class GradientCoherentSGD(keras.optimizers.SGD):
                 grad + ops.where(coherent, regularization, 0.0)
             )
             flags.append(ops.cast(coherent, "float32"))
-        index = {id(v): i for i, v in enumerate(self._trainable_variables)}
-        positions = [index[id(v)] for v in variables]
+        positions = [self._get_variable_index(v) for v in variables]
         counts = ops.scatter(
             ops.expand_dims(ops.convert_to_tensor(positions, "int32"), -1),
             ops.stack(flags),
