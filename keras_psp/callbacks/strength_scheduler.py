@@ -73,6 +73,7 @@ class StrengthScheduler(keras.callbacks.Callback):
     >>> import keras
     >>> import numpy as np
     >>> from keras_psp import PSPDense
+    >>> from keras_psp.callbacks import step_strength
     >>> from keras_psp.models.psp_model import PSPModel
     >>> inputs = keras.Input((4,))
     >>> hidden = PSPDense(8, activation="relu", strength=1e-3)(inputs)
