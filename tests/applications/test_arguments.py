@@ -4,9 +4,17 @@ import re
 import subprocess
 import sys
 
+import keras
 import pytest
 
 from applications import arguments
+
+# Backend-independent: the TensorFlow pass runs it (the other passes would
+# only repeat it, and CI's time is short).
+pytestmark = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="backend-independent argument parsing: runs in the TensorFlow pass",
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 PROGRAMS = (
@@ -21,6 +29,7 @@ PROGRAMS = (
 HELP = """
 import runpy
 import sys
+
 
 sys.argv = [sys.argv[1], "--help"]
 try:

@@ -1,11 +1,17 @@
 import json
 import os
-import subprocess
-import sys
 
+import keras
 import pytest
 
 from applications import config
+
+# Backend-independent: the TensorFlow pass runs it (the other passes would
+# only repeat it, and CI's time is short).
+pytestmark = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="backend-independent settings logic: runs in the TensorFlow pass",
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 
@@ -136,35 +142,6 @@ def test_args_json_of_a_run_that_trained_nothing_does_not_bind(tmp_path):
     assert args.momentum == 0.0
 
 
-def test_resuming_on_another_backend_is_an_argparse_error(tmp_path):
-    import keras
-
-    here = keras.backend.backend()
-    other = "jax" if here != "jax" else "torch"
-    settings = config.run_settings(config.parse_args(["--run-dir", "x"]))
-    run_dir = started_run(tmp_path, settings, backend=other)
-    program = subprocess.run(
-        [sys.executable, "-m", "applications.train", "--run-dir", run_dir],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "KERAS_BACKEND": here},
-    )
-    assert program.returncode == 2
-    assert (
-        program.stderr.strip()
-        .splitlines()[-1]
-        .endswith(
-            f"error: argument --backend: {run_dir} was started on {other}; "
-            f"resume it with --backend {other} (or KERAS_BACKEND={other})"
-        )
-    )
-    # A finished run is reported on any backend.
-    (tmp_path / "run" / "results.json").write_text("{}")
-    config.parse_args(["--run-dir", run_dir])
-
-
 def test_run_config_checks_like_the_command_line(tmp_path):
     run = config.run_config(
         runs_dir=str(tmp_path), dataset="fashion_mnist", regularization="l2"
@@ -184,34 +161,6 @@ def test_same_run_ignores_the_backend():
     settings = config.run_settings(args)
     assert config.same_run({**settings, "backend": "jax"}, args)
     assert not config.same_run({**settings, "seed": 2}, args)
-
-
-def test_distribution_that_does_not_fit_the_backend_is_an_argparse_error(
-    tmp_path, capsys
-):
-    import keras
-
-    backend = keras.backend.backend()
-    argv = ["--run-dir", str(tmp_path / "run")]
-    for distribution, needs in [
-        ("mirrored", "tensorflow"),
-        ("multi_worker", "tensorflow"),
-        ("data_parallel", "jax"),
-    ]:
-        if needs == backend:
-            assert config.parse_args([*argv, "--distribution", distribution])
-            continue
-        with pytest.raises(SystemExit) as error:
-            config.parse_args([*argv, "--distribution", distribution])
-        assert error.value.code == 2
-        message = capsys.readouterr().err.strip().splitlines()[-1]
-        assert f"argument --distribution: {distribution} needs the " in message
-        assert f"--backend {needs}" in message
-        with pytest.raises(ValueError, match="argument --distribution"):
-            config.run_config(distribution=distribution, check=False)
-    assert not os.path.exists(tmp_path / "run")
-    # Not a setting of the run: the same run dir, whatever the engine.
-    assert "distribution" not in config.run_settings(config.parse_args(argv))
 
 
 def test_mixed_precision_takes_a_policy_and_old_records_still_match(

@@ -1,6 +1,14 @@
+import keras
 import pytest
 
 from applications import experiments
+
+# Backend-independent: the TensorFlow pass runs it (the other passes would
+# only repeat it, and CI's time is short).
+pytestmark = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="backend-independent experiment table: runs in the TensorFlow pass",
+)
 
 
 def test_comparison_runs_take_the_chosen_strengths_alone_and_with_psp():

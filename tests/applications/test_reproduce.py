@@ -15,6 +15,13 @@ from applications import reproduce
 from applications import run_dir as run_dirs
 from tests.helpers import tfds_data
 
+# Backend-independent: the TensorFlow pass runs it (the other passes would
+# only repeat it, and CI's time is short).
+pytestmark = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="backend-independent report logic: runs in the TensorFlow pass",
+)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 
 

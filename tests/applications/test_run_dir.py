@@ -6,9 +6,17 @@ import subprocess
 import sys
 import time
 
+import keras
 import pytest
 
 from applications import run_dir as run_dirs
+
+# Backend-independent: the TensorFlow pass runs it (the other passes would
+# only repeat it, and CI's time is short).
+pytestmark = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="backend-independent run-dir logic: runs in the TensorFlow pass",
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 
