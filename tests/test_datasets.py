@@ -14,6 +14,13 @@ from keras_psp import datasets
 from keras_psp.models import LeNet5
 from tests.helpers import tfds_data
 
+# tf.data pipelines are the same whatever the Keras backend: these run in
+# the TensorFlow pass; the tests that feed `fit` run on every backend.
+TF_ONLY = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="tf.data logic, backend-independent: runs in the TensorFlow pass",
+)
+
 
 def _first_batch(dataset):
     images, labels = next(iter(dataset))
@@ -25,6 +32,7 @@ def _all_images(dataset):
 
 
 @pytest.mark.parametrize("name", ["mnist", "fashion_mnist", "cifar10"])
+@TF_ONLY
 def test_shapes_dtypes_and_ranges(name):
     mean, std, shape, classes, _, _ = datasets.DATASETS[name]
     with tfds_data(name, num_examples=64):
@@ -48,6 +56,7 @@ def test_shapes_dtypes_and_ranges(name):
 
 
 @pytest.mark.parametrize("name", ["mnist", "fashion_mnist"])
+@TF_ONLY
 def test_real_data_is_normalized_with_the_papers_statistics(name):
     mean, std = datasets.DATASETS[name][:2]
     with tfds_data(name) as mocked:
@@ -70,6 +79,7 @@ def test_real_data_is_normalized_with_the_papers_statistics(name):
         assert abs(raw.mean() - 0.1307) < 0.01
 
 
+@TF_ONLY
 def test_cifar_augmentation_changes_train_images_only():
     with tfds_data("cifar10", num_examples=32):
         kwargs = dict(batch_size=32, train_examples=32, shuffle=False)
@@ -93,6 +103,7 @@ def test_cifar_augmentation_changes_train_images_only():
     np.testing.assert_array_equal(test_once, plain_test)
 
 
+@TF_ONLY
 def test_seeded_shuffling_and_augmentation_are_reproducible():
     with tfds_data("cifar10", num_examples=48):
         kwargs = dict(batch_size=48, train_examples=48)
@@ -104,6 +115,7 @@ def test_seeded_shuffling_and_augmentation_are_reproducible():
     assert not np.array_equal(first[0], other[0])
 
 
+@TF_ONLY
 def test_validation_split_is_held_out_and_not_augmented():
     with tfds_data("cifar10", num_examples=40):
         splits = datasets.load(
@@ -137,6 +149,7 @@ def test_feeds_model_fit():
 
 
 @pytest.mark.parametrize("download", [False, True])
+@TF_ONLY
 def test_missing_data_fails_fast_with_advice(tmp_path, monkeypatch, download):
     # Without network, whatever this machine has.
     monkeypatch.setattr(datasets, "_reachable", lambda host, timeout=5: False)
@@ -154,6 +167,7 @@ def test_missing_data_fails_fast_with_advice(tmp_path, monkeypatch, download):
     assert "shared" not in message and ".py" not in message
 
 
+@TF_ONLY
 def test_reachability_probe_is_bounded():
     start = time.time()
     assert not datasets._reachable("host.invalid", timeout=2)
@@ -183,6 +197,7 @@ def test_reachability_probe_is_bounded():
         ({"name": "mnist", "epochs": 3, "seed": None}, "`seed`"),
     ],
 )
+@TF_ONLY
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         datasets.load(**kwargs)
@@ -215,6 +230,7 @@ def _concat(batches, part):
 @pytest.mark.parametrize(
     "name, examples, batch_size", [("mnist", 300, 64), ("cifar10", 72, 16)]
 )
+@TF_ONLY
 def test_an_epoch_is_the_same_whatever_the_initial_epoch(
     name, examples, batch_size
 ):
@@ -262,6 +278,7 @@ def test_an_epoch_is_the_same_whatever_the_initial_epoch(
             )
 
 
+@TF_ONLY
 def test_a_fresh_process_sees_the_same_epoch(tmp_path):
     kwargs = dict(
         batch_size=24, train_examples=48, seed=11, epochs=3, initial_epoch=2
@@ -292,6 +309,7 @@ def test_a_fresh_process_sees_the_same_epoch(tmp_path):
     assert not np.array_equal(other["images"], epochs[1][0][0])
 
 
+@TF_ONLY
 def test_unshuffled_epochs_are_in_tfds_order():
     import tensorflow_datasets as tfds
 
@@ -310,6 +328,7 @@ def test_unshuffled_epochs_are_in_tfds_order():
         _assert_same_batches(batches, epochs[0])
 
 
+@TF_ONLY
 def test_batches_never_cross_epochs_and_cardinality_is_known():
     with tfds_data("mnist", num_examples=250):
         splits = datasets.load(
@@ -327,6 +346,7 @@ def test_batches_never_cross_epochs_and_cardinality_is_known():
     assert int(splits.train.cardinality()) == 3 * 3
 
 
+@TF_ONLY
 def test_resuming_after_the_last_epoch_leaves_nothing_to_train():
     with tfds_data("mnist", num_examples=64):
         splits = datasets.load(
@@ -341,6 +361,7 @@ def test_resuming_after_the_last_epoch_leaves_nothing_to_train():
     assert splits.info["steps_per_epoch"] == 2
 
 
+@TF_ONLY
 def test_epochs_share_one_cache_and_do_not_reread_the_files(tmp_path):
     import tensorflow_datasets as tfds
 
@@ -451,6 +472,7 @@ def test_a_truncated_file_is_reported_with_its_data_set(tmp_path, epochs):
     assert "download_and_prepare" in message
 
 
+@TF_ONLY
 def test_reading_lets_other_errors_through():
     with pytest.raises(KeyError):
         with datasets.reading("mnist"):
