@@ -70,12 +70,20 @@ def test_benchmark_options(capsys):
     assert "peak MiB" not in capsys.readouterr().out
 
 
+_TF_PASS = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="the route is built the same way on every backend; LeNet-5 on "
+    "all, the larger builders in the TensorFlow pass",
+)
+
+
 @pytest.mark.parametrize(
     "builder, shape",
     [
         (models.LeNet5, (28, 28, 1)),
-        (models.ResNet18, (32, 32, 3)),
-        (models.MobileNetV2, (32, 32, 3)),
+        # The larger builders build the same layers: once, on TensorFlow.
+        pytest.param(models.ResNet18, (32, 32, 3), marks=_TF_PASS),
+        pytest.param(models.MobileNetV2, (32, 32, 3), marks=_TF_PASS),
     ],
 )
 def test_builtin_route_is_the_same_model_and_penalty(builder, shape):

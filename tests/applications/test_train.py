@@ -16,6 +16,10 @@ from applications import train
 from keras_psp import datasets
 from tests.helpers import tfds_data
 
+_TF_PASS = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="backend-independent program wiring: runs in the TensorFlow pass",
+)
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 TINY = ["--train-examples", "300", "--test-examples", "200", "--verbose", "0"]
 
@@ -66,11 +70,18 @@ def test_run_writes_history_results_and_model(tmp_path):
 @pytest.mark.parametrize(
     "argv, regularized",
     [
-        (["--regularization", "none", "--comparison", "soft_diamond"], None),
+        # The regularizers are tested on every backend in tests/regularizers;
+        # the program's wiring of them once, the optimizer on every backend.
+        pytest.param(
+            ["--regularization", "none", "--comparison", "soft_diamond"],
+            None,
+            marks=_TF_PASS,
+        ),
         (["--comparison", "gradient_coherent_l1"], "regularized_share"),
-        (
+        pytest.param(
             ["--regularization", "none", "--comparison", "activation_sparsity"],
             None,
+            marks=_TF_PASS,
         ),
     ],
 )
@@ -395,6 +406,11 @@ def test_a_run_stopped_anywhere_ends_as_if_never_stopped(tmp_path):
     assert ".tmp" not in "".join(os.listdir(stopped))
 
 
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="the signal handling is the program's (resuming is tested on "
+    "every backend by the stop-anywhere test): runs in the TensorFlow pass",
+)
 def test_ctrl_c_ends_with_one_line_and_the_run_resumes(tmp_path):
     needs_mnist()
     run_dir = str(tmp_path / "run")
