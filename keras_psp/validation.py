@@ -1,5 +1,10 @@
 """Argument checks shared by the library's public functions."""
 
+import math
+import numbers
+
+import numpy as np
+
 
 def validate_positive_int(value, name, allow_none=False):
     """Raises a `ValueError` naming `name` unless `value` is an int >= 1
@@ -12,3 +17,22 @@ def validate_positive_int(value, name, allow_none=False):
             + (" or None" if allow_none else "")
             + f". Received: {name}={value!r}."
         )
+
+
+def validate_non_negative(value, name):
+    """Returns `value` as a float, or raises naming `name` unless it is a
+    finite real number >= 0 (bools are refused)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+        value, numbers.Real
+    ):
+        raise TypeError(
+            f"Argument `{name}` must be a finite real number >= 0. "
+            f"Received: {name}={value!r} of type {type(value).__name__}."
+        )
+    value = float(value)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(
+            f"Argument `{name}` must be a finite real number >= 0. "
+            f"Received: {name}={value!r}."
+        )
+    return value

@@ -1,33 +1,14 @@
 """Schedules of the PSP strength λ for `StrengthScheduler`: step decay,
 cosine decay, linear warm-up (Keras schedule objects)."""
 
-import math
 import numbers
 
 import keras
 import numpy as np
 
 from keras_psp.penalty import validate_strength
+from keras_psp.validation import validate_non_negative
 from keras_psp.validation import validate_positive_int
-
-
-def _check_factor(value, name):
-    """Returns `value` as a float, or raises naming `name` unless it is a
-    finite real number >= 0."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(
-        value, numbers.Real
-    ):
-        raise TypeError(
-            f"Argument `{name}` must be a finite real number >= 0. "
-            f"Received: {name}={value!r} of type {type(value).__name__}."
-        )
-    value = float(value)
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(
-            f"Argument `{name}` must be a finite real number >= 0. "
-            f"Received: {name}={value!r}."
-        )
-    return value
 
 
 def step_strength(strength, decay_epochs, factor=0.1):
@@ -55,7 +36,7 @@ def step_strength(strength, decay_epochs, factor=0.1):
     [0.001, 0.001, 0.0001, 0.0001, 1e-05]
     """
     strength = validate_strength(strength)
-    factor = _check_factor(factor, "factor")
+    factor = validate_non_negative(factor, "factor")
     try:
         epochs = list(decay_epochs)
     except TypeError:
@@ -110,7 +91,7 @@ def cosine_strength(strength, epochs, final_factor=0.0):
     """
     strength = validate_strength(strength)
     validate_positive_int(epochs, "epochs")
-    final_factor = _check_factor(final_factor, "final_factor")
+    final_factor = validate_non_negative(final_factor, "final_factor")
     return keras.optimizers.schedules.CosineDecay(
         strength, decay_steps=max(epochs - 1, 1), alpha=final_factor
     )

@@ -1,28 +1,11 @@
 """`GradientCoherentSGD`: strong L1/L2, imposed only while gradients stay
 coherent."""
 
-import math
-import numbers
-
 import keras
 import numpy as np
 from keras import ops
 
-
-def _validate_strength(value, name):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(
-        value, numbers.Real
-    ):
-        raise TypeError(
-            f"Argument `{name}` must be a finite real number >= 0. "
-            f"Received: {name}={value!r} of type {type(value).__name__}."
-        )
-    if not math.isfinite(float(value)) or value < 0:
-        raise ValueError(
-            f"Argument `{name}` must be a finite real number >= 0. "
-            f"Received: {name}={value!r}."
-        )
-    return float(value)
+from keras_psp.validation import validate_non_negative
 
 
 @keras.saving.register_keras_serializable(package="keras_psp")
@@ -91,8 +74,8 @@ class GradientCoherentSGD(keras.optimizers.SGD):
             name=name,
             **kwargs,
         )
-        self.l1 = _validate_strength(l1, "l1")
-        self.l2 = _validate_strength(l2, "l2")
+        self.l1 = validate_non_negative(l1, "l1")
+        self.l2 = validate_non_negative(l2, "l2")
 
     def build(self, variables):
         if self.built:
