@@ -1,5 +1,7 @@
 """`SoftDiamond`: the negative log of a symmetric alpha-stable weight prior."""
 
+import collections
+import functools
 import math
 import numbers
 
@@ -30,6 +32,38 @@ def _validate_dispersion(dispersion):
     return value
 
 
+_Tail = collections.namedtuple("_Tail", ["offset", "slope", "series"])
+
+
+@functools.lru_cache(maxsize=16)
+def _spline(alpha):
+    """The penalty's pieces for `alpha`, computed once (not at every call,
+    which is every training step on an eager backend): the grid step; per
+    grid interval, the spline as v0 + c1 t + c2 t² + c3 t³ (t in [0, 1]);
+    and the tail beyond the table."""
+    step, values, slopes = alpha_stable.negative_log_density_table(alpha)
+    centred = values - values[0]
+    end = step * (values.size - 1)
+    # The coefficients are computed in float64: the small ones keep their
+    # precision in float32, where differences of the large values would not.
+    v0, v1 = centred[:-1], centred[1:]
+    d0, d1 = slopes[:-1] * step, slopes[1:] * step
+    coefficients = np.stack(
+        [v0, d0, 3 * (v1 - v0) - 2 * d0 - d1, 2 * (v0 - v1) + d0 + d1],
+        axis=-1,
+    )
+    coefficients.setflags(write=False)
+    if end >= alpha_stable.TABLE_END:
+        tail = _Tail(
+            math.log(math.pi) - float(values[0]),
+            None,
+            tuple(alpha_stable.tail_coefficients(alpha)),
+        )
+    else:
+        tail = _Tail(float(centred[-1]), float(slopes[-1]), None)
+    return step, coefficients, tail
+
+
 def soft_diamond_penalty(x, alpha, dispersion):
     """`-log p(x) + log p(0)` elementwise, p the SαS(α, γ) density.
 
@@ -49,19 +83,8 @@ def soft_diamond_penalty(x, alpha, dispersion):
     Returns:
         A float32 tensor shaped like `x`, 0 where x is 0.
     """
-    step, values, slopes = alpha_stable.negative_log_density_table(alpha)
-    centred = values - values[0]
-    end = step * (values.size - 1)
-    # Per grid interval, the spline as v0 + c1 t + c2 t² + c3 t³ (t in
-    # [0, 1]), its coefficients computed in float64: the small ones keep
-    # their precision in float32, where differences of the large values
-    # would not.
-    v0, v1 = centred[:-1], centred[1:]
-    d0, d1 = slopes[:-1] * step, slopes[1:] * step
-    coefficients = np.stack(
-        [v0, d0, 3 * (v1 - v0) - 2 * d0 - d1, 2 * (v0 - v1) + d0 + d1],
-        axis=-1,
-    )
+    step, coefficients, beyond = _spline(alpha)
+    end = step * coefficients.shape[0]
     table = ops.convert_to_tensor(coefficients, dtype="float32")
     scale = dispersion ** (1.0 / alpha)
     u = ops.abs(ops.cast(x, "float32")) / scale
@@ -69,29 +92,26 @@ def soft_diamond_penalty(x, alpha, dispersion):
     # Where u >= end the spline is not used: its argument is held at end
     # (so that no gradient flows through it there).
     position = ops.where(inside, u, end) / step
-    index = ops.minimum(ops.cast(ops.floor(position), "int32"), values.size - 2)
+    index = ops.minimum(
+        ops.cast(ops.floor(position), "int32"), coefficients.shape[0] - 1
+    )
     t = position - ops.cast(index, "float32")
     c0, c1, c2, c3 = ops.unstack(ops.take(table, index, axis=0), 4, axis=-1)
     spline = c0 + t * (c1 + t * (c2 + t * c3))
     far = ops.where(inside, end, u)  # the tail's argument, >= end
-    if end >= alpha_stable.TABLE_END:
+    if beyond.series is not None:
         # -log p = log π + (1+α) log u - log Σ_k a_k u^-α(k-1).
         y = far ** (-alpha)
         series = 0.0
-        for coefficient in reversed(alpha_stable.tail_coefficients(alpha)):
+        for coefficient in reversed(beyond.series):
             series = series * y + coefficient
-        tail = (
-            math.log(math.pi)
-            - float(values[0])
-            + (1 + alpha) * ops.log(far)
-            - ops.log(series)
-        )
+        tail = beyond.offset + (1 + alpha) * ops.log(far) - ops.log(series)
     else:
         # Thin tails (α = 2): the table ends early; a Gaussian's -log p
         # (quadratic) matching the table's value and slope at its end.
-        tail = float(centred[-1]) + float(slopes[-1]) * (
-            far * far - end * end
-        ) / (2 * end)
+        tail = beyond.offset + beyond.slope * (far * far - end * end) / (
+            2 * end
+        )
     return ops.where(inside, spline, tail)
 
 
