@@ -4,7 +4,7 @@ import keras
 from keras import ops
 
 from keras_psp.penalty import validate_strength
-from keras_psp.regularizers.psp_regularizer import _KERAS_DIVIDES_ACTIVITY_LOSS
+from keras_psp.regularizers.psp_regularizer import activity_loss
 
 
 def activation_sparsity(a, axis=-1):
@@ -132,11 +132,7 @@ class ActivationSparsity(keras.regularizers.Regularizer):
 
     def __call__(self, x):
         excess = ops.relu(activation_sparsity(x, self.axis) - self.target)
-        penalty = self.strength * ops.mean(excess)
-        if _KERAS_DIVIDES_ACTIVITY_LOSS:
-            # Undo the division by the batch size that Layer.__call__ makes.
-            penalty = penalty * ops.cast(ops.shape(x)[0], penalty.dtype)
-        return penalty
+        return activity_loss(self.strength * ops.mean(excess), x)
 
     def get_config(self):
         return {

@@ -29,6 +29,15 @@ def _keras_divides_activity_loss(version):
 _KERAS_DIVIDES_ACTIVITY_LOSS = _keras_divides_activity_loss(keras.__version__)
 
 
+def activity_loss(penalty, x):
+    """What an activity regularizer returns for a `penalty` already averaged
+    over the batch of `x`, so that the loss Keras records is `penalty` on
+    every Keras version: Keras 3.14 and later divide it by the batch size."""
+    if _KERAS_DIVIDES_ACTIVITY_LOSS:
+        return penalty * ops.cast(ops.shape(x)[0], penalty.dtype)
+    return penalty
+
+
 @keras.saving.register_keras_serializable(package="keras_psp")
 class PSPRegularizer(keras.regularizers.Regularizer):
     """The PSP penalty as an activity regularizer.
@@ -90,11 +99,7 @@ class PSPRegularizer(keras.regularizers.Regularizer):
         self.reduction = validate_reduction(reduction)
 
     def __call__(self, x):
-        penalty = psp_penalty(x, self.strength, self.reduction)
-        if _KERAS_DIVIDES_ACTIVITY_LOSS:
-            # Undo the division by the batch size that Layer.__call__ makes.
-            penalty = penalty * ops.cast(ops.shape(x)[0], penalty.dtype)
-        return penalty
+        return activity_loss(psp_penalty(x, self.strength, self.reduction), x)
 
     def get_config(self):
         return {"strength": self.strength, "reduction": self.reduction}
