@@ -63,12 +63,15 @@ EXPERIMENTS = {
     },
     # PSP against the related regularizers, each alone and with PSP, on
     # the paper's MNIST and Fashion-MNIST setups (their λ: config.COMPARISONS,
-    # chosen on a validation split by applications.search).
+    # chosen on a validation split by applications.search). Fashion-MNIST
+    # for 50 epochs, not the paper's 150: 27 runs of 150 take over 9 hours
+    # on our 2-core CPU, and the paper's L2 and PSP runs end epoch 50 within
+    # 0.2 pp of their epoch-150 test error (RESULTS.md).
     **{
         f"comparison_{dataset}": [
-            (dataset, "lenet5", epochs, dict(_COMPARISON_REGIMES))
+            (dataset, "lenet5", 50, dict(_COMPARISON_REGIMES))
         ]
-        for dataset, epochs in (("mnist", 50), ("fashion_mnist", 150))
+        for dataset in ("mnist", "fashion_mnist")
     },
 }
 # Each regime: its regularization and further run settings.

@@ -406,6 +406,34 @@ def test_a_run_stopped_anywhere_ends_as_if_never_stopped(tmp_path):
     assert ".tmp" not in "".join(os.listdir(stopped))
 
 
+def test_a_killed_comparison_run_resumes_with_its_optimizer_state(tmp_path):
+    """GradientCoherentSGD's per-kernel counters and the activation-sparsity
+    monitor survive kill -9 mid-epoch like the weights: the resumed run's
+    history (regularized share, sparsity per layer) and weights are bit for
+    bit those of a run never stopped."""
+    import numpy as np
+
+    needs_mnist()
+    extra = ["--comparison", "gradient_coherent_l1"]
+    extra += ["--comparison-strength", "1e-4"]
+    straight, stopped = str(tmp_path / "straight"), str(tmp_path / "stopped")
+    assert run_train(straight, extra=extra).returncode == 0
+    assert run_train(stopped, "batch:2:1", extra=extra).returncode == -9
+    result = run_train(stopped, extra=extra)
+    assert result.returncode == 0, result.stderr
+    expected, expected_rows, expected_weights = finished_run(straight)
+    results, rows, weights = finished_run(stopped)
+    assert results["resumed_after_epochs"] == [2]
+    # Counters lost on resume would count only the steps after it: the
+    # share would differ from the straight run's (1.0 on this tiny run).
+    assert 0 < float(rows[-1]["regularized_share"]) <= 1
+    assert "sparsity_mean" in rows[-1]
+    assert rows == expected_rows
+    for a, b in zip(weights, expected_weights, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert {k: results[k] for k in NUMBERS} == {k: expected[k] for k in NUMBERS}
+
+
 @pytest.mark.skipif(
     keras.backend.backend() != "tensorflow",
     reason="the signal handling is the program's (resuming is tested on "
