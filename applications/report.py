@@ -113,6 +113,15 @@ def _pm(pair, digits=2, kind="f"):
     return f"{mean:.{digits}{kind}} ± {std:.{digits}{kind}}"
 
 
+def _strengths(row):
+    """The λ cell: the regime's own λ, then a comparison regularizer's
+    (`psp+soft_diamond`: "0.001 + 1e-06"; `soft_diamond` alone: "1e-06")."""
+    own, other = row["strength"], row.get("comparison_strength")
+    if other is None:
+        return f"{own:g}"
+    return f"{other:g}" if own == 0 else f"{own:g} + {other:g}"
+
+
 def markdown(rows, pairs, command, failures=()):
     """The report `summary.md`: tables of `summarize`, the failed runs and
     the command that produced it."""
@@ -125,7 +134,7 @@ def markdown(rows, pairs, command, failures=()):
         logs, paper = row["authors_logs"], row["paper"]
         lines.append(
             f"| {row['dataset']} | {row['model']} | {row['regime']} "
-            f"| {row['strength']:g} | {row['epochs']} | {len(row['seeds'])} "
+            f"| {_strengths(row)} | {row['epochs']} | {len(row['seeds'])} "
             f"| {_pm(row['final'])} | {_pm(row['best'])} "
             f"| {'' if paper is None else f'{paper:.2f}'} "
             f"| {'' if logs is None else f'{logs[0]:.2f} ± {logs[1]:.2f}'} |"

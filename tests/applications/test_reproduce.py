@@ -264,6 +264,10 @@ def test_report_of_old_and_new_records_without_training(tmp_path):
     assert psp["activation_sparsity"] == pytest.approx((0.4, 0.02**0.5))
     summary = report.markdown(rows, pairs, "command")
     assert "| mnist | lenet5 | psp+soft_diamond − psp | 2 |" in summary
+    # λ: the regime's own, then the comparison regularizer's.
+    both = "| mnist | lenet5 | psp+soft_diamond | 0.001 + 0.0001 | 2 |"
+    assert both in summary
+    assert "| mnist | lenet5 | none | 0.001 | 2 |" in summary
     table = summary.split("Weight sparsity, compression and ⟨z²⟩")[1]
     table = table.split("Final test error % per seed")[0]
     # Only rows with a measure; the old records' cells are left empty.
@@ -392,3 +396,15 @@ def test_a_dir_that_cannot_be_written_is_an_argparse_error(
         reproduce.parse_args(argv)
     assert error.value.code == 2
     assert f"argument {option}: " in capsys.readouterr().err
+
+
+def test_report_names_each_regimes_strengths():
+    """A comparison regularizer alone shows its own λ, not PSP's 0."""
+    alone = {"strength": 0.0, "comparison_strength": 1e-6}
+    found = {
+        ("mnist", "lenet5", "soft_diamond"): {1: _fake_run(1, 0.8, alone)},
+        ("mnist", "lenet5", "l2"): {1: _fake_run(1, 0.7, {"strength": 1e-4})},
+    }
+    summary = report.markdown(*report.summarize(found), "command")
+    assert "| mnist | lenet5 | soft_diamond | 1e-06 | 2 | 1 |" in summary
+    assert "| mnist | lenet5 | l2 | 0.0001 | 2 | 1 |" in summary
