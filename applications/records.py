@@ -75,6 +75,26 @@ def _archived(run_dir, record_dir):
     )
 
 
+def _record_dir(run, out):
+    return os.path.join(out, "runs", os.path.basename(run.run_dir))
+
+
+def recorded(run, out):
+    """Whether `<out>/runs/` holds the record of `run` (a `config.run_config`
+    result) finished with the same settings: such a run needs no training,
+    so a reproduction whose records were committed goes on, on another
+    machine, from where it was."""
+    record_dir = _record_dir(run, out)
+    record = os.path.join(record_dir, "results.json")
+    return (
+        os.path.exists(record)
+        and not run_dirs.failed(run_dirs.read_json(record))
+        and config.same_run(
+            run_dirs.read_json(os.path.join(record_dir, "args.json")), run
+        )
+    )
+
+
 def collect(runs, out):
     """The runs to report, from the records in `<out>/runs/`, after
     archiving there every run of `runs` (`experiments.configurations`)
@@ -89,7 +109,7 @@ def collect(runs, out):
     """
     found, failures = {}, []
     for key, seed, run in runs:
-        record_dir = os.path.join(out, "runs", os.path.basename(run.run_dir))
+        record_dir = _record_dir(run, out)
         if os.path.exists(
             os.path.join(run.run_dir, "results.json")
         ) and not _archived(run.run_dir, record_dir):

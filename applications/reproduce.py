@@ -29,7 +29,10 @@ is listed as failed, with its reason, in `summary.md` and `summary.json`
 run dir is deleted; the program then exits with status 1.
 
 The report is written from records (`applications.records`), not from the
-run dirs, so it can be rebuilt with `--report-only` after they are gone.
+run dirs, so it can be rebuilt with `--report-only` after they are gone. A
+run whose finished record is in `--out` is not trained again: commit the
+report dir (records included) and the same command goes on, on another
+machine, with the runs still missing.
 """
 
 import os
@@ -142,8 +145,15 @@ def write_report(args, command):
 
 def train_all(args):
     """Trains every run not finished yet; skips (and says so) those that
-    another process trains or whose run dir holds other settings."""
-    for _ in train.train_each(run for _, _, run in args.runs):
+    another process trains, whose run dir holds other settings, or whose
+    finished record is in `args.out` already."""
+    pending = []
+    for _, _, run in args.runs:
+        if records.recorded(run, args.out):
+            print(f"recorded in {args.out}: {os.path.basename(run.run_dir)}")
+        else:
+            pending.append(run)
+    for _ in train.train_each(pending):
         pass
 
 

@@ -182,6 +182,11 @@ def test_tiny_reproduction_writes_tables_and_plots(tmp_path, capsys):
     shutil.move(tmp_path / "runs", tmp_path / "runs_moved")
     from_records, _ = reproduce.main(["--report-only", *argv])
     assert from_records == rows
+    # ... and a run recorded there is not trained again (on another
+    # machine, say): no run dir is made.
+    again_elsewhere, _ = reproduce.main(argv)
+    assert again_elsewhere == rows
+    assert not (tmp_path / "runs").exists()
     # A record of other settings (here: other --train-examples) is not
     # mistaken for the run asked for.
     other = _tiny_argv(tmp_path, ["fashion_mnist"], 1, 100)
