@@ -10,13 +10,15 @@ REDUCTIONS = ("sum", "mean")
 FLOAT32_MAX = float(np.finfo("float32").max)
 
 
-def validate_strength(strength, name="strength"):
-    """Checks a PSP strength λ and returns it as a Python float.
+def validate_strength(strength, name="strength", meaning="the PSP strength λ"):
+    """Checks a PSP strength λ (or another penalty's) and returns it as a
+    Python float.
 
     Args:
         strength: the value to check: a non-negative real number, finite
             in float32 (λ is stored in a float32 variable).
         name: the argument's name, used in the error message.
+        meaning: what the argument is, for the error message.
 
     Returns:
         `float(strength)`.
@@ -29,8 +31,8 @@ def validate_strength(strength, name="strength"):
         strength, numbers.Real
     ):
         raise TypeError(
-            f"Argument `{name}` must be a non-negative real number (the PSP "
-            f"strength λ). Received: {name}={strength!r} of type "
+            f"Argument `{name}` must be a non-negative real number "
+            f"({meaning}). Received: {name}={strength!r} of type "
             f"{type(strength).__name__}."
         )
     value = float(strength)
@@ -38,7 +40,7 @@ def validate_strength(strength, name="strength"):
     if not math.isfinite(value) or not 0 <= value <= FLOAT32_MAX:
         raise ValueError(
             f"Argument `{name}` must be a finite number >= 0 that float32 "
-            f"can hold (at most {FLOAT32_MAX:.4g}; the PSP strength λ). "
+            f"can hold (at most {FLOAT32_MAX:.4g}; {meaning}). "
             f"Received: {name}={strength!r}."
         )
     return value

@@ -76,7 +76,9 @@ class Regularization:
         kernel_regularizer=None,
         activation_regularizer=None,
     ):
-        self.weight_decay = validate_strength(weight_decay, "weight_decay")
+        self.weight_decay = validate_strength(
+            weight_decay, "weight_decay", "the L2 strength"
+        )
         for name, value in (
             ("kernel_regularizer", kernel_regularizer),
             ("activation_regularizer", activation_regularizer),

@@ -112,7 +112,9 @@ class ActivationSparsity(keras.regularizers.Regularizer):
     """
 
     def __init__(self, strength=1e-2, target=0.0, axis=-1):
-        self.strength = validate_strength(strength)
+        self.strength = validate_strength(
+            strength, meaning="the activation-sparsity penalty's strength λ"
+        )
         if isinstance(target, bool) or not isinstance(target, (int, float)):
             raise TypeError(
                 "Argument `target` must be a real number in [0, 1) (the "

@@ -166,7 +166,9 @@ class SoftDiamond(keras.regularizers.Regularizer):
     """
 
     def __init__(self, strength=1e-4, alpha=0.5, dispersion=1e-2):
-        self.strength = validate_strength(strength)
+        self.strength = validate_strength(
+            strength, meaning="the soft diamond penalty's strength λ"
+        )
         self.alpha = alpha_stable.validate_alpha(alpha)
         self.dispersion = _validate_dispersion(dispersion)
 

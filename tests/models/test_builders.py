@@ -178,7 +178,7 @@ def test_one_fit_step(arch):
     [
         ({"classes": 0}, ValueError, "`classes`"),
         ({"classes": 2.5}, ValueError, "`classes`"),
-        ({"weight_decay": -1e-4}, ValueError, "`weight_decay`"),
+        ({"weight_decay": -1e-4}, ValueError, "`weight_decay`.*L2 strength"),
         ({"psp_strength": float("nan")}, ValueError, "`psp_strength`"),
         ({"psp_strength": "1e-3"}, TypeError, "`psp_strength`"),
         ({"psp_reduction": "avg"}, ValueError, "`psp_reduction`"),

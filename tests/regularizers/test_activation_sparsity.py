@@ -110,7 +110,8 @@ def test_model_saves_and_reloads_with_equal_predictions(tmp_path):
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [
-        ({"strength": -1.0}, ValueError, "`strength`"),
+        ({"strength": -1.0}, ValueError, "`strength`.*activation-sparsity"),
+        ({"strength": None}, TypeError, "`strength`.*activation-sparsity"),
         ({"target": 1.0}, ValueError, r"`target` must be in \[0, 1\)"),
         ({"target": "0"}, TypeError, "`target` must be a real number"),
         ({"axis": 1.5}, TypeError, "`axis` must be an integer"),

@@ -117,7 +117,8 @@ def test_model_saves_and_reloads_with_equal_predictions_and_loss(tmp_path):
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [
-        ({"strength": -1.0}, ValueError, "`strength`"),
+        ({"strength": -1.0}, ValueError, "`strength`.*soft diamond penalty"),
+        ({"strength": "1e-6"}, TypeError, "`strength`.*soft diamond penalty"),
         ({"alpha": 3.0}, ValueError, "`alpha`"),
         ({"alpha": "0.5"}, TypeError, "`alpha`"),
         ({"dispersion": 0.0}, ValueError, "`dispersion` must be a finite"),
