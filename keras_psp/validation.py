@@ -19,6 +19,31 @@ def validate_positive_int(value, name, allow_none=False):
         )
 
 
+def validate_axis(axis, name="axis"):
+    """Returns `axis`, or raises a `TypeError` naming `name` unless it is
+    an int (bools are refused); its range is checked where the rank is
+    known."""
+    if isinstance(axis, (bool, np.bool_)) or not isinstance(
+        axis, numbers.Integral
+    ):
+        raise TypeError(
+            f"Argument `{name}` must be an integer. Received: "
+            f"{name}={axis!r} of type {type(axis).__name__}."
+        )
+    return int(axis)
+
+
+def validate_bool(value, name):
+    """Returns `value`, or raises a `TypeError` naming `name` unless it is
+    a bool."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(
+            f"Argument `{name}` must be a bool. Received: {name}={value!r} "
+            f"of type {type(value).__name__}."
+        )
+    return bool(value)
+
+
 def validate_non_negative(value, name):
     """Returns `value` as a float, or raises naming `name` unless it is a
     finite real number >= 0 (bools are refused)."""

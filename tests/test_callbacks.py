@@ -73,6 +73,12 @@ def test_monitor_logs_z2_for_every_regime(regime, tmp_path):
     )
 
 
+@pytest.mark.parametrize("name", ["per_layer", "regularize_logits"])
+def test_monitor_refuses_a_flag_that_is_not_a_bool(name):
+    with pytest.raises(TypeError, match=f"`{name}` must be a bool"):
+        PreActivationMonitor(np.zeros((2, 28, 28, 1)), **{name: "no"})
+
+
 def test_monitor_psp_term_equals_the_models_penalty():
     model = LeNet5(psp_strength=1e-3)
     x = np.random.randn(16, 28, 28, 1).astype("float32")

@@ -7,6 +7,8 @@ import numpy as np
 from keras_psp import pre_activations
 from keras_psp.callbacks import probes
 from keras_psp.regularizers.activation_sparsity import activation_sparsity
+from keras_psp.validation import validate_axis
+from keras_psp.validation import validate_bool
 
 
 class _SparsityProbe(keras.layers.Layer):
@@ -60,8 +62,8 @@ class ActivationSparsityMonitor(keras.callbacks.Callback):
     def __init__(self, x, per_layer=True, axis=-1):
         super().__init__()
         self.x = keras.tree.map_structure(keras.ops.convert_to_numpy, x)
-        self.per_layer = per_layer
-        self.axis = axis
+        self.per_layer = validate_bool(per_layer, "per_layer")
+        self.axis = validate_axis(axis)
         self._probe = None
 
     def _tap(self, layer, index, args, kwargs, output):
@@ -79,6 +81,14 @@ class ActivationSparsityMonitor(keras.callbacks.Callback):
         if kind != pre_activations.ACTIVATION or activation is not None:
             if pre_activations.is_linear(activation):
                 return None  # PSP logits, linear bottlenecks: not activations
+        rank = len(output.shape)
+        if not -rank <= self.axis < rank or self.axis % rank == 0:
+            raise ValueError(
+                f"Argument `axis`={self.axis} of ActivationSparsityMonitor "
+                f"is not a channel axis of layer `{layer.name}`'s output "
+                f"(rank {rank}, shape {tuple(output.shape)}): the default "
+                "-1 (channels last) fits every layer."
+            )
         probe = _SparsityProbe(self.axis, name=f"sparsity_probe_{index}")
         return probe(output)
 

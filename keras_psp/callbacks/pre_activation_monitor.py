@@ -10,6 +10,7 @@ from keras_psp.callbacks import probes
 from keras_psp.layers.psp_layer import PSPLayerMixin
 from keras_psp.models.psp_model import psp_layers
 from keras_psp.penalty import psp_penalty
+from keras_psp.validation import validate_bool
 
 
 class _PreActivationProbe(keras.layers.Layer):
@@ -121,8 +122,10 @@ class PreActivationMonitor(keras.callbacks.Callback):
         # NumPy feeds predict_on_batch on every backend; a tf.Tensor (e.g. a
         # batch taken from a tf.data pipeline) would not on JAX or PyTorch.
         self.x = keras.tree.map_structure(ops.convert_to_numpy, x)
-        self.per_layer = per_layer
-        self.regularize_logits = regularize_logits
+        self.per_layer = validate_bool(per_layer, "per_layer")
+        self.regularize_logits = validate_bool(
+            regularize_logits, "regularize_logits"
+        )
         self._probe = None
 
     def measure(self):

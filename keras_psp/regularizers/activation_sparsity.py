@@ -5,6 +5,7 @@ from keras import ops
 
 from keras_psp.penalty import validate_strength
 from keras_psp.regularizers.psp_regularizer import activity_loss
+from keras_psp.validation import validate_axis
 
 
 def activation_sparsity(a, axis=-1):
@@ -52,6 +53,11 @@ def activation_sparsity(a, axis=-1):
         raise ValueError(
             "activation_sparsity expects activations of shape (batch, ..., "
             f"channels); received a tensor of shape {tuple(a.shape)}."
+        )
+    if not -rank <= axis < rank:
+        raise ValueError(
+            f"Argument `axis` must be in [{-rank}, {rank}) for activations "
+            f"of shape {tuple(a.shape)}. Received: axis={axis}."
         )
     axis = axis % rank
     if axis == 0:
@@ -125,12 +131,8 @@ class ActivationSparsity(keras.regularizers.Regularizer):
                 "Argument `target` must be in [0, 1) (the sparsity left "
                 f"unpenalized). Received: target={target!r}."
             )
-        if isinstance(axis, bool) or not isinstance(axis, int):
-            raise TypeError(
-                f"Argument `axis` must be an integer. Received: axis={axis!r}."
-            )
         self.target = float(target)
-        self.axis = axis
+        self.axis = validate_axis(axis)
 
     def __call__(self, x):
         excess = ops.relu(activation_sparsity(x, self.axis) - self.target)

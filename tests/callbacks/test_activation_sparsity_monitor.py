@@ -78,3 +78,24 @@ def test_a_model_without_activations_is_refused():
     monitor.set_model(model)
     with pytest.raises(ValueError, match="no activation to monitor"):
         monitor.measure()
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"axis": "a"}, TypeError, "`axis` must be an integer"),
+        ({"axis": True}, TypeError, "`axis` must be an integer"),
+        ({"per_layer": "yes"}, TypeError, "`per_layer` must be a bool"),
+    ],
+)
+def test_bad_arguments_are_refused_at_construction(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        ActivationSparsityMonitor(np.zeros((2, 6)), **kwargs)
+
+
+def test_an_axis_a_layer_does_not_have_is_refused_naming_the_layer():
+    """axis=5 must not wrap around to a channel axis of a rank-2 output."""
+    monitor = ActivationSparsityMonitor(np.zeros((2, 6)), axis=5)
+    monitor.set_model(_model())
+    with pytest.raises(ValueError, match="`axis`=5.*`hidden`.*rank 2"):
+        monitor.measure()

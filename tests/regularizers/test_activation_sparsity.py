@@ -115,8 +115,17 @@ def test_model_saves_and_reloads_with_equal_predictions(tmp_path):
         ({"target": 1.0}, ValueError, r"`target` must be in \[0, 1\)"),
         ({"target": "0"}, TypeError, "`target` must be a real number"),
         ({"axis": 1.5}, TypeError, "`axis` must be an integer"),
+        ({"axis": False}, TypeError, "`axis` must be an integer"),
     ],
 )
 def test_bad_hyperparameters_are_refused(kwargs, error, match):
     with pytest.raises(error, match=match):
         ActivationSparsity(**kwargs)
+
+
+@pytest.mark.parametrize("axis", [2, 5, -3])
+def test_an_axis_out_of_range_is_refused_not_wrapped(axis):
+    with pytest.raises(
+        ValueError, match=f"`axis` must be in \\[-2, 2\\).*axis={axis}"
+    ):
+        activation_sparsity(np.ones((3, 4)), axis)
