@@ -1,13 +1,21 @@
 """The reproduction's plots: test error and ⟨z²⟩ per epoch (the paper's
 Fig. 2b), per-layer kernel histograms, L2 against PSP (Fig. 3), and
-per-layer activation sparsity per epoch."""
+per-layer activation sparsity per epoch, and per-layer weight sparsity
+at the final epoch."""
 
 import os
 
 from applications import experiments
+from applications import report
 from applications import run_dir as run_dirs
 
-NAMES = ("test_error.png", "z2.png", "parameters.png", "sparsity.png")
+NAMES = (
+    "test_error.png",
+    "z2.png",
+    "parameters.png",
+    "sparsity.png",
+    "weight_sparsity.png",
+)
 
 
 def write(found, out):
@@ -24,9 +32,10 @@ def write(found, out):
 
 
 def plot(found, out):
-    """Writes test_error.png, z2.png, parameters.png (with L2 and PSP runs)
-    and sparsity.png (with activation sparsity in the history); returns
-    their paths."""
+    """Writes test_error.png, z2.png, parameters.png (with L2 and PSP runs),
+    sparsity.png (with activation sparsity in the history) and
+    weight_sparsity.png (with per-kernel weight sparsity in the results);
+    returns their paths."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -190,4 +199,55 @@ def plot(found, out):
                 axis.axis("off")
         figure.suptitle("activation sparsity per hidden layer (held-out batch)")
         written.append(save(figure, "sparsity.png"))
+
+    # One plot per data set and model: each layer's final weight sparsity,
+    # a bar per regime (mean over seeds, the line spans min to max).
+    bars = {}
+    for dataset, model in groups:
+        for regime in experiments.REGIME_ORDER:
+            runs = found.get((dataset, model, regime), {})
+            per_kernel = report.per_kernel_values(runs)
+            if per_kernel:
+                bars.setdefault((dataset, model), {})[regime] = per_kernel
+    if bars:
+        figure, axes = plt.subplots(
+            len(bars), 1, figsize=(11, 3.8 * len(bars)), squeeze=False
+        )
+        for axis, ((dataset, model), regimes) in zip(
+            axes[:, 0], bars.items(), strict=True
+        ):
+            kernels = list(
+                dict.fromkeys(k for values in regimes.values() for k in values)
+            )
+            width = 0.8 / len(regimes)
+            for i, (regime, values) in enumerate(regimes.items()):
+                x = (
+                    np.arange(len(kernels))
+                    + (i - (len(regimes) - 1) / 2) * width
+                )
+                runs = [np.asarray(values.get(k, [np.nan])) for k in kernels]
+                mean = np.array([r.mean() for r in runs])
+                spread = np.array(
+                    [
+                        mean - [r.min() for r in runs],
+                        [r.max() for r in runs] - mean,
+                    ]
+                )
+                seeds = len(next(iter(values.values())))
+                axis.bar(
+                    x,
+                    mean,
+                    width,
+                    yerr=spread,
+                    label=f"{regime} ({seeds} seed{'s' if seeds > 1 else ''})",
+                )
+            axis.set_xticks(np.arange(len(kernels)))
+            axis.set_xticklabels([k.split("/")[0] for k in kernels])
+            axis.set_ylabel("weights below 1e-3 of the kernel's largest (%)")
+            axis.set_title(f"{model} on {dataset}")
+            axis.legend(
+                fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1)
+            )
+        figure.suptitle("weight sparsity per layer, final epoch")
+        written.append(save(figure, "weight_sparsity.png"))
     return written

@@ -40,6 +40,28 @@ MEASURES = (
 )
 
 
+def per_kernel_values(runs):
+    """{kernel: [its weight sparsity (%) in each run]}, or None when a run
+    lacks the measure or the runs' kernels differ."""
+    measured = [
+        r.get("weight_sparsity_per_kernel") for r, _, _ in runs.values()
+    ]
+    if not measured or not all(measured):
+        return None
+    if any(m.keys() != measured[0].keys() for m in measured):
+        return None
+    return {
+        kernel: [100 * m[kernel] for m in measured] for kernel in measured[0]
+    }
+
+
+def _per_kernel(runs):
+    values = per_kernel_values(runs)
+    if values is None:
+        return None
+    return {kernel: mean_std(v) for kernel, v in values.items()}
+
+
 def summarize(found):
     """The table rows (mean ± std per configuration, per seed, the
     paper's numbers) and the paired differences over shared seeds."""
@@ -76,6 +98,7 @@ def summarize(found):
                     (dataset, model), {}
                 ).get(regime),
                 **{key: _optional(runs, value) for key, value in MEASURES},
+                "weight_sparsity_per_kernel": _per_kernel(runs),
             }
         )
     for (dataset, model, regime), runs in sorted(found.items()):
@@ -120,6 +143,37 @@ def _strengths(row):
     if other is None:
         return f"{own:g}"
     return f"{other:g}" if own == 0 else f"{own:g} + {other:g}"
+
+
+def _per_kernel_tables(rows):
+    """One table per data set and model: each layer's weight sparsity (%)
+    per regime, for the rows that measured it."""
+    lines = []
+    groups = {}
+    for row in rows:
+        if row.get("weight_sparsity_per_kernel"):
+            groups.setdefault((row["dataset"], row["model"]), []).append(row)
+    for (dataset, model), group in groups.items():
+        kernels = list(
+            dict.fromkeys(
+                k for r in group for k in r["weight_sparsity_per_kernel"]
+            )
+        )
+        lines += [
+            "",
+            f"Weight sparsity per layer on {dataset}, {model} (% of the "
+            "kernel's weights below 1e-3 of its largest, final epoch, mean ± "
+            "std over seeds):",
+            "",
+            "| regime | " + " | ".join(k.split("/")[0] for k in kernels) + " |",
+            "|---|" + "---|" * len(kernels),
+        ]
+        for row in group:
+            cells = [
+                _pm(row["weight_sparsity_per_kernel"].get(k)) for k in kernels
+            ]
+            lines.append(f"| {row['regime']} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def markdown(rows, pairs, command, failures=()):
@@ -175,6 +229,7 @@ def markdown(rows, pairs, command, failures=()):
             f"| {_pm(row.get('z2'), 3, 'g')} "
             f"| {_pm(row.get('activation_sparsity'), 3)} |"
         )
+    lines += _per_kernel_tables(rows)
     seeds = sorted({seed for row in rows for seed in row["per_seed"]})
     lines += [
         "",

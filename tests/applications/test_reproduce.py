@@ -128,7 +128,7 @@ def test_tiny_reproduction_writes_tables_and_plots(tmp_path, capsys):
         assert 0 <= activation <= 1
     data = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert len(data["rows"]) == 6
-    for name in ("test_error.png", "z2.png", "parameters.png", "sparsity.png"):
+    for name in plots.NAMES:
         content = (tmp_path / "out" / name).read_bytes()
         assert content.startswith(b"\x89PNG") and len(content) > 10_000
 
@@ -286,6 +286,16 @@ def test_report_of_old_and_new_records_without_training(tmp_path):
         "| mnist | lenet5 | psp+soft_diamond | 40.00 ± 14.14 | 1.75 ± 0.35 "
         "| 1.5 ± 0.707 | 0.500 ± 0.141 |"
     ) in table
+    # Per layer: the regimes whose every run measured it.
+    per_layer = summary.split("Weight sparsity per layer on mnist, lenet5")[1]
+    per_layer = per_layer.split("Final test error % per seed")[0]
+    assert "| regime | fc1 |" in per_layer
+    assert "| psp | 30.00 ± 14.14 |" in per_layer
+    assert "| psp+soft_diamond | 40.00 ± 14.14 |" in per_layer
+    assert "| l2 |" not in per_layer and "| none |" not in per_layer
+    no_l2 = {key: runs for key, runs in found.items() if key[2] != "l2"}
+    written = plots.write(no_l2, str(tmp_path))  # no parameters.json to read
+    assert os.path.join(str(tmp_path), "weight_sparsity.png") in written
     # Old records only, without ⟨z²⟩ either: no table, no error.
     old = {
         key: {
