@@ -1,6 +1,8 @@
 """`GradientCoherentSGD`: strong L1/L2, imposed only while gradients stay
 coherent."""
 
+import numbers
+
 import keras
 import numpy as np
 from keras import ops
@@ -67,6 +69,11 @@ class GradientCoherentSGD(keras.optimizers.SGD):
         name="gradient_coherent_sgd",
         **kwargs,
     ):
+        # SGD takes a negative or NaN rate and trains uphill or into NaN.
+        if isinstance(learning_rate, numbers.Real):
+            learning_rate = validate_non_negative(
+                learning_rate, "learning_rate"
+            )
         super().__init__(
             learning_rate=learning_rate,
             momentum=momentum,

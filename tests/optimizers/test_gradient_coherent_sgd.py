@@ -123,8 +123,19 @@ def test_saves_and_reloads_with_its_settings_and_counts(tmp_path):
         ({"l1": -1.0}, ValueError, "`l1` must be a finite real number >= 0"),
         ({"l2": float("nan")}, ValueError, "`l2`"),
         ({"l1": "1"}, TypeError, "`l1`"),
+        # SGD itself takes these and trains uphill, or into NaN.
+        ({"learning_rate": -0.1}, ValueError, "`learning_rate` must be"),
+        ({"learning_rate": float("nan")}, ValueError, "`learning_rate`"),
     ],
 )
 def test_bad_strengths_are_refused(kwargs, error, match):
     with pytest.raises(error, match=match):
         GradientCoherentSGD(**kwargs)
+
+
+def test_a_learning_rate_schedule_is_taken():
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.1, 10, 0.5)
+    optimizer = GradientCoherentSGD(l1=1e-3, learning_rate=schedule)
+    assert optimizer.get_config()["learning_rate"]["class_name"] == (
+        "ExponentialDecay"
+    )
