@@ -107,6 +107,13 @@ def apply_psp(
       penalizing them keeps the softmax from saturating). A linear output
       layer is then wrapped as well, also inside a nested output model.
 
+    An activation applied with a `keras.ops` or `keras.activations` call in
+    the graph (`keras.ops.relu(h)`, `keras.activations.gelu(h)`) has its
+    input as z, as an activation layer does: it becomes a `PSPActivation`
+    holding it (of the call's name), unless its input is itself an
+    activation's output (the second call of a hand-written composite
+    activation such as `h * tanh(softplus(h))`).
+
     Layers that are already PSP layers are kept as they are. `keras.ops`
     calls between layers, shared layers, nested Sequential and functional
     models, and several inputs and outputs (lists, dicts, nesting) are kept.
@@ -196,6 +203,10 @@ def apply_psp(
                 copy, strength=strength, reduction=reduction, name=layer.name
             )
         if kind == pre_activations.ACTIVATION:
+            if not isinstance(layer, keras.layers.Layer):
+                # A `keras.ops` activation node becomes a layer that holds
+                # it, of its name (Keras keeps a graph's names unique).
+                copy = keras.layers.Activation(copy, name=layer.name)
             return PSPActivation(
                 copy, strength=strength, reduction=reduction, name=layer.name
             )

@@ -1,6 +1,6 @@
 """The only place keras-psp reads Keras internals.
 
-Keras 3 has no public API for these three things, and the library needs
+Keras 3 has no public API for these things, and the library needs
 them. Each is read here, with the reason, so that a Keras upgrade that
 moves one breaks one small module (setup.cfg caps `keras<4`).
 """
@@ -18,6 +18,41 @@ def is_graph_model(model):
     return isinstance(model, (keras.Sequential, Functional))
 
 
+def activation_operation_classes():
+    """The classes of the graph nodes that `keras.ops` and
+    `keras.activations` calls make for element-wise activations
+    (`keras.ops.relu(h)` in a functional model is a node of class `Relu`).
+
+    Keras does not export them; they are found by name, and those a Keras
+    version lacks are left out. Left out on purpose: `Glu`, which halves
+    its input's last axis (an activation layer keeps the shape).
+    """
+    from keras.src.activations import activations
+    from keras.src.ops import nn
+    from keras.src.ops import numpy as numpy_ops
+
+    names = (
+        "Celu", "Elu", "Gelu", "HardShrink", "HardSigmoid", "HardSilu",
+        "HardTanh", "LeakyRelu", "LogSigmoid", "LogSoftmax", "Relu", "Relu6",
+        "Selu", "Sigmoid", "Silu", "SoftShrink", "Softmax", "Softplus",
+        "Softsign", "SparsePlus", "SparseSigmoid", "Sparsemax", "Squareplus",
+        "TanhShrink", "Threshold",
+    )  # fmt: skip
+    found = [getattr(nn, name) for name in names if hasattr(nn, name)]
+    found.append(numpy_ops.Tanh)
+    # What `keras.activations.relu(h, max_value=6.0)` makes.
+    found.append(activations.ReLU)
+    return tuple(found)
+
+
+def operations(model):
+    """A functional model's graph nodes' operations, layers and `keras.ops`
+    nodes alike, in graph order (a Sequential model's are its layers)."""
+    if isinstance(model, Functional):
+        return list(model.operations)
+    return list(model.layers)
+
+
 def producer(tensor):
     """The operation (layer or `keras.ops` node) that made a symbolic tensor.
 
@@ -26,6 +61,13 @@ def producer(tensor):
     """
     history = getattr(tensor, "_keras_history", None)
     return history[0] if history else None
+
+
+def output_index(tensor):
+    """Which of its producer's outputs a symbolic tensor is (0 for the
+    first), from the same `_keras_history`."""
+    history = getattr(tensor, "_keras_history", None)
+    return history[2] if history else 0
 
 
 def first_call_input(layer):

@@ -14,7 +14,11 @@ z in one of two ways:
   keeps the activation of an inner feed-forward layer) is never treated as
   one: its output is not `activation(z)`.
 - `"activation"`: the whole job of its class is an activation (`ReLU`,
-  `Activation`, ...): z is its input.
+  `Activation`, ...): z is its input. An activation applied with a
+  `keras.ops` or `keras.activations` call in a functional graph
+  (`keras.ops.relu(h)`) is a node of one of the classes in
+  `ACTIVATION_OPS`: z is its input too, unless that input is already an
+  activation (the second op of a composite activation, e.g. mish's tanh).
 
 A layer of any other class that holds layers of an `"affine"` class with
 a non-linear activation (a transformer block's feed-forward `Dense`) is
@@ -60,6 +64,9 @@ ACTIVATION_LAYERS = (
     keras.layers.PReLU,
     keras.layers.Softmax,
 )
+
+
+ACTIVATION_OPS = keras_internals.activation_operation_classes()
 
 # Exact classes, not subclasses: a subclass may override `call` and do
 # something after the activation.
@@ -139,6 +146,8 @@ def layer_kind(layer):
     """
     if isinstance(layer, PSPLayerMixin):
         return PSP
+    if type(layer) in ACTIVATION_OPS:
+        return ACTIVATION
     return _registry.get(type(layer))
 
 
@@ -316,7 +325,7 @@ PreActivation = collections.namedtuple(
 PreActivation.__doc__ = """A layer of a model that has a pre-activation.
 
 Attributes:
-    layer: the layer.
+    layer: the layer, or the node of a `keras.ops` activation call.
     kind: `"affine"` (z is its affine output), `"activation"` (z is its
         input), `"composite"` (a layer of another class holding layers
         with a pre-activation, e.g. a transformer block: the z's are those
@@ -344,6 +353,49 @@ def graph_layers(model, path=()):
         else:
             found.append((layer, path))
     return found
+
+
+def graph_operations(model, path=()):
+    """`(operation, path)` for the operations of a model's graph in graph
+    order: its layers as `graph_layers` gives them, and its `keras.ops`
+    nodes (`keras.ops.relu(h)`) too."""
+    found = []
+    for operation in keras_internals.operations(model):
+        if isinstance(
+            operation, keras.Model
+        ) and keras_internals.is_graph_model(operation):
+            found.extend(graph_operations(operation, path + (operation.name,)))
+        else:
+            found.append((operation, path))
+    return found
+
+
+def _is_activation_output(tensor):
+    """Whether a symbolic tensor is an activation's output (so not a z):
+    that of an activation layer or op, of a layer with a non-linear
+    activation, or of a PSP layer (whose z is regularized already)."""
+    source = keras_internals.producer(tensor)
+    if isinstance(source, keras.Model) and keras_internals.is_graph_model(
+        source
+    ):
+        inner = source.outputs[keras_internals.output_index(tensor)]
+        return _is_activation_output(inner)
+    kind = layer_kind(source)
+    if kind in (PSP, ACTIVATION):
+        return True
+    return kind == AFFINE and not is_linear(source.activation)
+
+
+def _activation_op_input(operation):
+    """The z of an activation op node (its one input), or None when its
+    input is not a pre-activation (it is another activation's output, as in
+    the second op of a composite activation) or it takes more than one
+    tensor."""
+    nodes = getattr(operation, "_inbound_nodes", None)
+    if not nodes or len(nodes[0].input_tensors) != 1:
+        return None
+    (tensor,) = nodes[0].input_tensors
+    return None if _is_activation_output(tensor) else tensor
 
 
 def run_graph(model, inputs, call_function):
@@ -425,10 +477,15 @@ def find_pre_activations(model, regularize_logits=True):
     """
     outputs = {id(layer) for layer in output_layers(model)}
     found, skipped = [], []
-    for layer, path in graph_layers(model):
+    for layer, path in graph_operations(model):
         kind = layer_kind(layer)
         is_output = id(layer) in outputs
-        if kind == PSP:
+        if not isinstance(layer, keras.layers.Layer):  # a `keras.ops` node
+            if kind != ACTIVATION or (is_output and not regularize_logits):
+                continue
+            if _activation_op_input(layer) is not None:
+                found.append(PreActivation(layer, kind, path))
+        elif kind == PSP:
             found.append(PreActivation(layer, kind, path))
         elif kind is None:
             if inner_pre_activation_layers(layer):

@@ -4,6 +4,7 @@ import keras
 
 from keras_psp import cloning
 from keras_psp import keras_internals
+from keras_psp import pre_activations
 from keras_psp.layers.inner_pre_activation_regularizer import (
     InnerPreActivationRegularizer,
 )
@@ -34,6 +35,13 @@ def _plain_copy(layer):
         return layer.base_layer_class.from_config(config), layer
     if isinstance(layer, PSPActivation):
         activation = layer.activation
+        if type(activation) is keras.layers.Activation and isinstance(
+            activation.activation, pre_activations.ACTIVATION_OPS
+        ):
+            # `apply_psp` made it of a `keras.ops` activation node: that
+            # node is put back.
+            operation = activation.activation
+            return operation.__class__.from_config(operation.get_config()), None
         if isinstance(activation, keras.layers.Layer):
             config = activation.get_config()
             config["name"] = layer.name

@@ -91,6 +91,24 @@ def test_monitor_psp_term_equals_the_models_penalty():
     assert len([k for k in measured if k.startswith("z2/")]) == 4
 
 
+def test_monitor_measures_activations_applied_with_keras_ops():
+    from tests.test_conversion_graphs import activation_ops
+
+    model, _, _ = activation_ops()
+    x = np.random.randn(8, 4).astype("float32")
+    values = PreActivationMonitor(x)
+    values.set_model(model)
+    measured = values.measure()
+    keys = {"relu", "gelu", "leaky_relu", "softplus", "softmax"}
+    assert {k for k in measured if k.startswith("z2/")} == {
+        f"z2/{k}" for k in keys
+    }
+    fc3 = to_numpy(keras.Model(model.input, model.get_layer("fc3").output)(x))
+    np.testing.assert_allclose(
+        measured["z2/leaky_relu"], np.mean((fc3 + 1.0) ** 2), rtol=1e-5
+    )
+
+
 def test_monitor_takes_a_batch_from_a_tf_data_pipeline():
     # As in the notebooks: the held-out batch is a tf.Tensor, on any backend.
     import tensorflow as tf

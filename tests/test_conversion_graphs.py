@@ -77,7 +77,24 @@ def dict_inputs_and_outputs():
     return model, {"meta": (3,), "image": (6, 6, 1)}, 4
 
 
+def activation_ops():
+    """Activations applied with `keras.ops` and `keras.activations` calls,
+    not layers: z is each op's input, unless that input is already an
+    activation (the second op of a composite activation)."""
+    inputs = keras.Input((4,))
+    h = ops.relu(L.Dense(8, name="fc1")(inputs))
+    h = keras.activations.gelu(L.Dense(8, name="fc2")(h))
+    h = ops.leaky_relu(L.Dense(6, name="fc3")(h) + 1.0, 0.3)
+    h = ops.tanh(ops.sigmoid(h))  # a chain on an activation: no z
+    h = L.Dense(6, name="fc4")(h)
+    h = h * ops.tanh(ops.softplus(h))  # mish by hand: one z, softplus's
+    outputs = ops.softmax(L.Dense(3, name="logits")(h))
+    # relu, gelu, leaky_relu, softplus and the output's softmax.
+    return keras.Model(inputs, outputs), (4,), 5
+
+
 GRAPHS = {
+    "activation_ops": activation_ops,
     "ops_nodes": ops_nodes,
     "nested_inside": nested_inside,
     "nested_as_output": nested_as_output,
@@ -177,3 +194,42 @@ def test_regularize_logits_reaches_into_a_nested_output_model():
         layer.name for layer in keras_psp.models.psp_model.psp_layers(without)
     }
     assert names == {"fc"}
+
+
+def test_activation_ops_penalize_the_op_input():
+    model, shapes, _ = activation_ops()
+    x = _data(shapes)
+    found, _ = keras_psp.find_pre_activations(model)
+    names = [entry.layer.name for entry in found]
+    assert names == ["relu", "gelu", "leaky_relu", "softplus", "softmax"]
+    converted = keras_psp.apply_psp(model, 0.5)
+    converted(x)
+    terms = {
+        layer.name: float(to_numpy(layer.losses[0]))
+        for layer in keras_psp.models.psp_model.psp_layers(converted)
+    }
+
+    def z(tensor):
+        return to_numpy(keras.Model(model.input, tensor)(x))
+
+    expected = {
+        "relu": z(model.get_layer("fc1").output),
+        "gelu": z(model.get_layer("fc2").output),
+        "leaky_relu": z(model.get_layer("fc3").output) + 1.0,
+        "softplus": z(model.get_layer("fc4").output),
+        "softmax": z(model.get_layer("logits").output),
+    }
+    assert terms.keys() == expected.keys()
+    for name, value in expected.items():
+        penalty = to_numpy(keras_psp.psp_penalty(value, 0.5, "sum"))
+        np.testing.assert_allclose(terms[name], penalty, rtol=1e-5)
+    without = keras_psp.apply_psp(model, 0.5, regularize_logits=False)
+    names = {
+        layer.name for layer in keras_psp.models.psp_model.psp_layers(without)
+    }
+    assert names == {"relu", "gelu", "leaky_relu", "softplus"}
+    # The op node is put back: the stripped graph has the original's ops.
+    stripped = keras_psp.strip_psp(converted)
+    assert [type(op).__name__ for op in stripped.operations] == [
+        type(op).__name__ for op in model.operations
+    ]

@@ -50,6 +50,27 @@ def test_logs_each_activations_sparsity_as_numpy_computes_it():
     )
 
 
+def test_logs_activations_applied_with_keras_ops():
+    from tests.test_conversion_graphs import activation_ops
+
+    model, _, _ = activation_ops()
+    x = RNG.normal(size=(16, 4)).astype("float32")
+    values = ActivationSparsityMonitor(x)
+    values.set_model(model)
+    logs = values.measure()
+    # The output's softmax is left out, as logits are.
+    assert {k for k in logs if k.startswith("sparsity/")} == {
+        "sparsity/relu",
+        "sparsity/gelu",
+        "sparsity/leaky_relu",
+        "sparsity/softplus",
+    }
+    fc1 = to_numpy(keras.Model(model.input, model.get_layer("fc1").output)(x))
+    assert logs["sparsity/relu"] == pytest.approx(
+        numpy_sparsity(np.maximum(fc1, 0)).mean(), rel=1e-5
+    )
+
+
 def test_fit_logs_it_for_psp_layers_each_epoch():
     inputs = keras.Input((8, 8, 1))
     z = PSPConv2D(4, 3, activation="relu", strength=1e-3, name="conv")(inputs)
