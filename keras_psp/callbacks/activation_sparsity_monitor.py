@@ -67,6 +67,8 @@ class ActivationSparsityMonitor(keras.callbacks.Callback):
         self._probe = None
 
     def _tap(self, layer, index, args, kwargs, output):
+        if id(layer) in self._outputs:
+            return None  # the model's output (also a PSP model's softmax)
         kind = pre_activations.layer_kind(layer)
         if kind not in (
             pre_activations.AFFINE,
@@ -95,6 +97,9 @@ class ActivationSparsityMonitor(keras.callbacks.Callback):
     def measure(self):
         """Returns `{name: value}` for the model's current weights."""
         if self._probe is None:
+            self._outputs = {
+                id(layer) for layer in pre_activations.output_layers(self.model)
+            }
             self._layers, self._probe = probes.probe_model(
                 self.model, False, self._tap, "activation"
             )

@@ -2,6 +2,7 @@ import keras
 import numpy as np
 import pytest
 
+import keras_psp
 from keras_psp import PSPConv2D
 from keras_psp import PSPDense
 from keras_psp.callbacks import ActivationSparsityMonitor
@@ -69,6 +70,12 @@ def test_logs_activations_applied_with_keras_ops():
     assert logs["sparsity/relu"] == pytest.approx(
         numpy_sparsity(np.maximum(fc1, 0)).mean(), rel=1e-5
     )
+    # Converted, the same layers, not the output's softmax (now a PSP layer).
+    values = ActivationSparsityMonitor(x)
+    values.set_model(keras_psp.apply_psp(model, 1e-3))
+    converted = values.measure()
+    assert converted.keys() == logs.keys()
+    assert converted["sparsity/relu"] == pytest.approx(logs["sparsity/relu"])
 
 
 def test_fit_logs_it_for_psp_layers_each_epoch():
