@@ -89,6 +89,10 @@ REGIME_ORDER = tuple(REGIMES)
 # Paired comparisons: (regime, baseline).
 PAIRS = (
     ("psp", "l2"),
+    # Does a regularizer help at all: against no regularization.
+    ("l2", "none"),
+    ("psp", "none"),
+    *((method, "none") for method in COMPARED),
     ("psp_step", "l2"),
     ("psp_step", "psp"),
     ("psp_pytorch_init", "l2_pytorch_init"),

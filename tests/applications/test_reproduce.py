@@ -88,6 +88,8 @@ def test_tiny_reproduction_writes_tables_and_plots(tmp_path, capsys):
         assert abs(row["final"][0] - sum(per_seed) / 2) < 1e-9
     assert {(p["regime"], p["baseline"]) for p in pairs} == {
         ("psp", "l2"),
+        ("l2", "none"),
+        ("psp", "none"),
         ("psp_step", "l2"),
         ("psp_step", "psp"),
         ("psp_pytorch_init", "l2_pytorch_init"),
