@@ -57,7 +57,11 @@ def plot(found, out):
         ("z2_mean", "z2.png", "⟨z²⟩ on a held-out batch (mean over layers)"),
     ]:
         figure, axes = plt.subplots(
-            1, len(groups), figsize=(5 * len(groups), 4), squeeze=False
+            1,
+            len(groups),
+            figsize=(5 * len(groups), 4),
+            squeeze=False,
+            layout="constrained",
         )
         for axis, (dataset, model) in zip(axes[0], groups, strict=True):
             for regime in experiments.REGIME_ORDER:
@@ -115,6 +119,7 @@ def plot(found, out):
             columns,
             figsize=(4 * columns, 3.5 * len(pairs)),
             squeeze=False,
+            layout="constrained",
         )
         for row, (dataset, model) in zip(axes, pairs, strict=True):
             for regime in ("l2", "psp"):
@@ -161,6 +166,7 @@ def plot(found, out):
             columns,
             figsize=(4 * columns, 3.5 * len(layers)),
             squeeze=False,
+            layout="constrained",
         )
         for row, ((dataset, model), names) in zip(
             axes, layers.items(), strict=True
@@ -211,7 +217,11 @@ def plot(found, out):
                 bars.setdefault((dataset, model), {})[regime] = per_kernel
     if bars:
         figure, axes = plt.subplots(
-            len(bars), 1, figsize=(11, 3.8 * len(bars)), squeeze=False
+            len(bars),
+            1,
+            figsize=(11, 3.8 * len(bars)),
+            squeeze=False,
+            layout="constrained",
         )
         for axis, ((dataset, model), regimes) in zip(
             axes[:, 0], bars.items(), strict=True
