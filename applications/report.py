@@ -176,6 +176,81 @@ def _per_kernel_tables(rows):
     return lines
 
 
+def _signed(pair):
+    """A paired difference: "+0.18 ± 0.05, 0/3" (mean ± std in pp, seeds
+    where the first was lower)."""
+    mean, std = pair["difference"]
+    n = len(pair["seeds"])
+    spread = f" ± {std:.2f}" if std == std else ""
+    return f"{mean:+.2f}{spread}, {pair['better']}/{n}"
+
+
+def _against(regime, baseline, by_pair):
+    """`regime` − `baseline` from the pairs either way round."""
+    if (regime, baseline) in by_pair:
+        return _signed(by_pair[(regime, baseline)])
+    if (baseline, regime) in by_pair:
+        pair = by_pair[(baseline, regime)]
+        mean, std = pair["difference"]
+        flipped = {
+            "difference": (-mean, std),
+            "seeds": pair["seeds"],
+            "better": len(pair["seeds"]) - pair["better"],
+        }
+        return _signed(flipped)
+    return ""
+
+
+def comparison_tables(rows, pairs):
+    """One table per data set and model that has a comparison regularizer
+    (issue 16): per regime, the final test error, its paired differences
+    to PSP and to no regularization, and the final weights' and
+    activations' measures."""
+    lines = []
+    compared = set(experiments.COMPARED) | {
+        f"psp+{method}" for method in experiments.COMPARED
+    }
+    groups = {}
+    for row in rows:
+        groups.setdefault((row["dataset"], row["model"]), []).append(row)
+    for (dataset, model), group in groups.items():
+        if not compared & {row["regime"] for row in group}:
+            continue
+        by_pair = {
+            (p["regime"], p["baseline"]): p
+            for p in pairs
+            if (p["dataset"], p["model"]) == (dataset, model)
+        }
+        lines += [
+            "",
+            f"Comparison on {dataset}, {model} (final epoch; mean ± std over "
+            "seeds; differences paired by seed, in pp, with the seeds where "
+            "the regime's error was lower):",
+            "",
+            "| regime | λ | seeds | final test error % | − psp | − none "
+            "| weight sparsity % | compression ratio | ⟨z²⟩ "
+            "| activation sparsity |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for row in group:
+            regime = row["regime"]
+            to_psp, to_none = (
+                ""
+                if regime == baseline
+                else _against(regime, baseline, by_pair)
+                for baseline in ("psp", "none")
+            )
+            lines.append(
+                f"| {regime} | {_strengths(row)} | {len(row['seeds'])} "
+                f"| {_pm(row['final'])} | {to_psp} | {to_none} "
+                f"| {_pm(row.get('weight_sparsity'))} "
+                f"| {_pm(row.get('compression_ratio'))} "
+                f"| {_pm(row.get('z2'), 3, 'g')} "
+                f"| {_pm(row.get('activation_sparsity'), 3)} |"
+            )
+    return lines
+
+
 def markdown(rows, pairs, command, failures=()):
     """The report `summary.md`: tables of `summarize`, the failed runs and
     the command that produced it."""
@@ -210,6 +285,7 @@ def markdown(rows, pairs, command, failures=()):
             f"| {_pm(pair['difference'], 3)} "
             f"| {pair['better']}/{len(pair['seeds'])} |"
         )
+    lines += comparison_tables(rows, pairs)
     measured = [row for row in rows if any(row.get(key) for key, _ in MEASURES)]
     if measured:
         lines += [

@@ -288,6 +288,17 @@ def test_report_of_old_and_new_records_without_training(tmp_path):
         "| mnist | lenet5 | psp+soft_diamond | 40.00 ± 14.14 | 1.75 ± 0.35 "
         "| 1.5 ± 0.707 | 0.500 ± 0.141 |"
     ) in table
+    # The comparison table: differences to PSP and to none, either way
+    # round, with the seeds where the regime was lower.
+    comparison = summary.split("Comparison on mnist, lenet5")[1]
+    comparison = comparison.split("Weight sparsity, compression")[0]
+    assert "| none | 0.001 | 2 | 0.75 ± 0.07 | +0.20 ± 0.00, 0/2 |  |" in (
+        comparison
+    )
+    assert (
+        "| psp+soft_diamond | 0.001 + 0.0001 | 2 | 0.55 ± 0.07 "
+        "| +0.00 ± 0.14, 1/2 |  | 40.00 ± 14.14 |"
+    ) in comparison
     # Per layer: the regimes whose every run measured it.
     per_layer = summary.split("Weight sparsity per layer on mnist, lenet5")[1]
     per_layer = per_layer.split("Final test error % per seed")[0]
