@@ -222,6 +222,11 @@ def _fake_run(seed, error, extra=None, history_extra=None):
     return results, history, f"/records/run_{seed}"
 
 
+def _section(text, start, end):
+    """The part of `text` between the headings `start` and `end`."""
+    return text.split(start)[1].split(end)[0]
+
+
 def test_report_of_old_and_new_records_without_training(tmp_path):
     def new(seed, error, sparsity, ratio, activation):
         return _fake_run(
@@ -290,8 +295,9 @@ def test_report_of_old_and_new_records_without_training(tmp_path):
     ) in table
     # The comparison table: differences to PSP and to none, either way
     # round, with the seeds where the regime was lower.
-    comparison = summary.split("Comparison on mnist, lenet5")[1]
-    comparison = comparison.split("Weight sparsity, compression")[0]
+    comparison = _section(
+        summary, "Comparison on mnist, lenet5", "Weight sparsity, compression"
+    )
     assert "| none | 0.001 | 2 | 0.75 ± 0.07 | +0.20 ± 0.00, 0/2 |  |" in (
         comparison
     )
@@ -300,8 +306,11 @@ def test_report_of_old_and_new_records_without_training(tmp_path):
         "| +0.00 ± 0.14, 1/2 |  | 40.00 ± 14.14 |"
     ) in comparison
     # Per layer: the regimes whose every run measured it.
-    per_layer = summary.split("Weight sparsity per layer on mnist, lenet5")[1]
-    per_layer = per_layer.split("Final test error % per seed")[0]
+    per_layer = _section(
+        summary,
+        "Weight sparsity per layer on mnist, lenet5",
+        "Final test error % per seed",
+    )
     assert "| regime | fc1 |" in per_layer
     assert "| psp | 30.00 ± 14.14 |" in per_layer
     assert "| psp+soft_diamond | 40.00 ± 14.14 |" in per_layer
