@@ -47,7 +47,7 @@ def _matches(layer, selector):
 def _check_selected(selector, argument, candidates, model):
     """Raises unless each `include`/`exclude` entry matches a pre-activation
     (a typo would otherwise silently regularize nothing, or everything)."""
-    every_layer = [layer for layer, _ in pre_activations.graph_layers(model)]
+    every_layer = [op for op, _ in pre_activations.graph_operations(model)]
     for item in selector:
         if any(_matches(layer, (item,)) for layer in candidates):
             continue

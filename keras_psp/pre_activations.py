@@ -341,24 +341,11 @@ SkippedLayer = collections.namedtuple(
 SkippedLayer.__doc__ = """A layer PSP cannot regularize, and why."""
 
 
-def graph_layers(model, path=()):
-    """`(layer, path)` for the layers of a model's graph, nested Sequential
-    and functional models entered (but not the layers inside a layer)."""
-    found = []
-    for layer in model.layers:
-        if isinstance(layer, keras.Model) and keras_internals.is_graph_model(
-            layer
-        ):
-            found.extend(graph_layers(layer, path + (layer.name,)))
-        else:
-            found.append((layer, path))
-    return found
-
-
 def graph_operations(model, path=()):
     """`(operation, path)` for the operations of a model's graph in graph
-    order: its layers as `graph_layers` gives them, and its `keras.ops`
-    nodes (`keras.ops.relu(h)`) too."""
+    order, its layers and its `keras.ops` nodes (`keras.ops.relu(h)`),
+    nested Sequential and functional models entered (but not the layers
+    inside a layer)."""
     found = []
     for operation in keras_internals.operations(model):
         if isinstance(

@@ -10,6 +10,7 @@ import pytest
 from keras import ops
 
 import keras_psp
+from keras_psp.models.psp_model import psp_layers
 from keras_psp.models.psp_model import psp_losses
 from tests.helpers import to_numpy
 
@@ -228,6 +229,13 @@ def test_activation_ops_penalize_the_op_input():
         layer.name for layer in keras_psp.models.psp_model.psp_layers(without)
     }
     assert names == {"relu", "gelu", "leaky_relu", "softplus"}
+    # Selected by name, and a typo's hint names the op.
+    only = keras_psp.apply_psp(model, 0.5, include="leaky_relu")
+    assert [layer.name for layer in psp_layers(only)] == ["leaky_relu"]
+    with pytest.raises(
+        ValueError, match="Closest layer names: \\['leaky_relu'"
+    ):
+        keras_psp.apply_psp(model, 0.5, exclude="leaky_rleu")
     # The op node is put back: the stripped graph has the original's ops.
     stripped = keras_psp.strip_psp(converted)
     assert [type(op).__name__ for op in stripped.operations] == [
