@@ -176,29 +176,21 @@ def _per_kernel_tables(rows):
     return lines
 
 
-def _signed(pair):
-    """A paired difference: "+0.18 ± 0.05, 0/3" (mean ± std in pp, seeds
-    where the first was lower)."""
+def _against(regime, baseline, by_pair):
+    """`regime` − `baseline` from the pairs either way round, as
+    "+0.18 ± 0.05, 0/3" (mean ± std in pp, seeds where `regime` was
+    lower), or "" when they were not paired."""
+    if (regime, baseline) in by_pair:
+        pair, sign = by_pair[(regime, baseline)], 1
+    elif (baseline, regime) in by_pair:
+        pair, sign = by_pair[(baseline, regime)], -1
+    else:
+        return ""
     mean, std = pair["difference"]
     n = len(pair["seeds"])
+    lower = pair["better"] if sign == 1 else n - pair["better"]
     spread = f" ± {std:.2f}" if std == std else ""
-    return f"{mean:+.2f}{spread}, {pair['better']}/{n}"
-
-
-def _against(regime, baseline, by_pair):
-    """`regime` − `baseline` from the pairs either way round."""
-    if (regime, baseline) in by_pair:
-        return _signed(by_pair[(regime, baseline)])
-    if (baseline, regime) in by_pair:
-        pair = by_pair[(baseline, regime)]
-        mean, std = pair["difference"]
-        flipped = {
-            "difference": (-mean, std),
-            "seeds": pair["seeds"],
-            "better": len(pair["seeds"]) - pair["better"],
-        }
-        return _signed(flipped)
-    return ""
+    return f"{sign * mean:+.2f}{spread}, {lower}/{n}"
 
 
 def comparison_tables(rows, pairs):

@@ -373,16 +373,14 @@ def _is_activation_output(tensor):
     return kind == AFFINE and not is_linear(source.activation)
 
 
-def _activation_op_input(operation):
-    """The z of an activation op node (its one input), or None when its
-    input is not a pre-activation (it is another activation's output, as in
-    the second op of a composite activation) or it takes more than one
-    tensor."""
+def _acts_on_a_pre_activation(operation):
+    """Whether an activation op node's one input is a z: not when it is
+    another activation's output (the second op of a composite activation)
+    or when the node takes more than one tensor."""
     nodes = getattr(operation, "_inbound_nodes", None)
     if not nodes or len(nodes[0].input_tensors) != 1:
-        return None
-    (tensor,) = nodes[0].input_tensors
-    return None if _is_activation_output(tensor) else tensor
+        return False
+    return not _is_activation_output(nodes[0].input_tensors[0])
 
 
 def run_graph(model, inputs, call_function):
@@ -470,7 +468,7 @@ def find_pre_activations(model, regularize_logits=True):
         if not isinstance(layer, keras.layers.Layer):  # a `keras.ops` node
             if kind != ACTIVATION or (is_output and not regularize_logits):
                 continue
-            if _activation_op_input(layer) is not None:
+            if _acts_on_a_pre_activation(layer):
                 found.append(PreActivation(layer, kind, path))
         elif kind == PSP:
             found.append(PreActivation(layer, kind, path))
