@@ -117,6 +117,10 @@ def apply_psp(
     Layers that are already PSP layers are kept as they are. `keras.ops`
     calls between layers, shared layers, nested Sequential and functional
     models, and several inputs and outputs (lists, dicts, nesting) are kept.
+    Plain Python functions the layers hold (a custom activation, a lambda,
+    a `Lambda` layer's function) are kept as the same objects, so they need
+    no registration to be converted (saving the copy needs them registered,
+    as for any Keras model).
     Layers that look as if they had a pre-activation but cannot be
     regularized (recurrent layers, `TimeDistributed`, unknown layers with an
     `activation` and no regularizable inner layer) are left as they are and
@@ -195,7 +199,7 @@ def apply_psp(
     copies = []
 
     def clone_layer(layer):
-        copy = layer.__class__.from_config(layer.get_config())
+        copy = cloning.copy_layer(layer)
         copies.append((layer, copy))
         kind = plan.get(id(layer))
         if kind == pre_activations.AFFINE:

@@ -22,17 +22,28 @@ def _plain_copy(layer):
         config = inner.get_config()
         config["name"] = layer.name
         config["activation"] = keras.activations.serialize(layer.activation)
-        return inner.__class__.from_config(config), inner
+        copy = cloning.from_config(
+            type(inner), config, inner, activation=layer.activation
+        )
+        return copy, inner
     if isinstance(layer, InnerPreActivationRegularizer):
         inner = layer.layer
         config = inner.get_config()
         config["name"] = layer.name
-        return inner.__class__.from_config(config), inner
+        return cloning.from_config(type(inner), config, inner), inner
     if isinstance(layer, PSPAffineMixin):
         config = layer.get_config()
         for key in ("strength", "reduction"):
             config.pop(key)
-        return layer.base_layer_class.from_config(config), layer
+        return (
+            cloning.from_config(
+                layer.base_layer_class,
+                config,
+                layer,
+                activation=layer.psp_activation,
+            ),
+            layer,
+        )
     if isinstance(layer, PSPActivation):
         activation = layer.activation
         if type(activation) is keras.layers.Activation and isinstance(
@@ -41,13 +52,14 @@ def _plain_copy(layer):
             # `apply_psp` made it of a `keras.ops` activation node: that
             # node is put back.
             operation = activation.activation
-            return operation.__class__.from_config(operation.get_config()), None
+            return cloning.copy_layer(operation), None
         if isinstance(activation, keras.layers.Layer):
             config = activation.get_config()
             config["name"] = layer.name
-            return activation.__class__.from_config(config), activation
+            copy = cloning.from_config(type(activation), config, activation)
+            return copy, activation
         return keras.layers.Activation(activation, name=layer.name), None
-    return layer.__class__.from_config(layer.get_config()), layer
+    return cloning.copy_layer(layer), layer
 
 
 def strip_psp(model):

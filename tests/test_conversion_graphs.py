@@ -241,3 +241,87 @@ def test_activation_ops_penalize_the_op_input():
     assert [type(op).__name__ for op in stripped.operations] == [
         type(op).__name__ for op in model.operations
     ]
+
+
+def _swish_by_hand(x):
+    return x * ops.sigmoid(x)
+
+
+def unregistered_functions():
+    """Plain Python functions Keras cannot deserialize by name (none is
+    registered): a custom activation, a lambda activation, and `Lambda`
+    layers of a lambda and of a closure."""
+    offset = 0.25
+
+    def shifted(x):
+        return x + offset
+
+    inputs = keras.Input((4,))
+    h = L.Dense(6, activation=_swish_by_hand, name="custom_fc")(inputs)
+    h = L.Dense(6, activation=lambda t: ops.tanh(t) * 2.0, name="lambda_fc")(h)
+    h = L.Lambda(lambda t: t * 0.5, name="halve")(h)
+    h = L.Lambda(shifted, name="shift")(h)
+    return keras.Model(inputs, L.Dense(2, name="logits")(h))
+
+
+def test_unregistered_functions_are_kept_not_deserialized():
+    # Keras' own `clone_model` fails on this model (it rebuilds each layer
+    # from its config); a user's in-memory functions need no registration.
+    model = unregistered_functions()
+    x = _data((4,))
+    expected = to_numpy(model(x))
+    converted = keras_psp.apply_psp(model, 1e-2)
+    np.testing.assert_allclose(to_numpy(converted(x)), expected, atol=1e-5)
+    names = {layer.name for layer in psp_layers(converted)}
+    assert names == {"custom_fc", "lambda_fc", "logits"}
+    assert converted.get_layer("custom_fc").activation is _swish_by_hand
+    assert (
+        converted.get_layer("shift").function
+        is model.get_layer("shift").function
+    )
+    converted.compile("sgd", "mse")
+    logs = converted.train_on_batch(x, np.zeros((4, 2)), return_dict=True)
+    assert np.isfinite(logs["loss"]) and logs["psp_loss"] > 0
+    # Training the copy leaves the original's weights as they were.
+    np.testing.assert_allclose(to_numpy(model(x)), expected, atol=1e-6)
+
+    stripped = keras_psp.strip_psp(keras_psp.apply_psp(model, 1e-2))
+    np.testing.assert_allclose(to_numpy(stripped(x)), expected, atol=1e-5)
+    assert stripped.get_layer("custom_fc").activation is _swish_by_hand
+    assert not psp_layers(stripped)
+
+    dense = model.get_layer("custom_fc")
+    psp_dense = keras_psp.PSPDense.from_layer(dense, strength=1e-2)
+    assert psp_dense.psp_activation is _swish_by_hand
+    np.testing.assert_allclose(
+        to_numpy(psp_dense(x)), to_numpy(dense(x)), atol=1e-6
+    )
+    psp_model = keras.Sequential([keras.Input((4,)), psp_dense])
+    plain = keras_psp.strip_psp(psp_model).layers[0]
+    assert type(plain) is L.Dense and plain.activation is _swish_by_hand
+
+
+class _Scale(L.Layer):
+    """A user's layer with Keras' automatic config, whose `**kw` is not
+    spelled `**kwargs`: Keras leaves its name out of the config."""
+
+    def __init__(self, factor, **kw):
+        super().__init__(**kw)
+        self.factor = factor
+
+    def call(self, x):
+        return x * self.factor
+
+
+def test_layers_keep_their_names_when_their_config_omits_them():
+    inputs = keras.Input((4,))
+    h = _Scale(2.0, name="scale")(L.Dense(5, activation="relu")(inputs))
+    model = keras.Model(inputs, L.Dense(2, name="logits")(h))
+    x = _data((4,))
+    converted = keras_psp.apply_psp(model, 1e-2)
+    np.testing.assert_allclose(
+        to_numpy(converted(x)), to_numpy(model(x)), atol=1e-5
+    )
+    assert converted.get_layer("scale").factor == 2.0
+    stripped = keras_psp.strip_psp(converted)
+    assert _layer_names(stripped) == _layer_names(model)

@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from keras_psp import cloning
 from keras_psp.penalty import psp_penalty
 from keras_psp.penalty import validate_reduction
 from keras_psp.penalty import validate_strength
@@ -103,7 +104,9 @@ class PSPAffineMixin(PSPLayerMixin):
                 f"`{base.__name__}` instance. Received: layer={layer!r}. Use "
                 "`keras_psp.PreActivationRegularizer` for other layer types."
             )
-        new = cls(**layer.get_config(), strength=strength, reduction=reduction)
+        config = layer.get_config()
+        config.update(strength=strength, reduction=reduction)
+        new = cloning.from_config(cls, config, layer)
         if layer.built:
             new.build_from_config(layer.get_build_config())
             targets = [w for w in new.weights if w is not new.strength]
