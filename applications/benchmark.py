@@ -195,6 +195,7 @@ def builtin_route(psp_model):
 
     from keras_psp import PSPActivation
     from keras_psp import PSPRegularizer
+    from keras_psp import cloning
     from keras_psp import keras_internals
     from keras_psp.layers.psp_layer import PSPAffineMixin
 
@@ -228,7 +229,7 @@ def builtin_route(psp_model):
             if layer.activation is keras.activations.linear:
                 activations[id(new)] = None  # nothing to apply
             return new
-        new = layer.__class__.from_config(layer.get_config())
+        new = cloning.copy_layer(layer)
         if id(layer) in producers:
             new.activity_regularizer = producers[id(layer)]
         return new
