@@ -43,9 +43,16 @@ JAX_ONLY = pytest.mark.skipif(
 RTOL = 1e-5
 
 
-def engine_process(engine, out, env=None):
+def engine_process(engine, out, env=None, optimizer="sgd"):
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.distribution.engines", engine, out],
+        [
+            sys.executable,
+            "-m",
+            "tests.distribution.engines",
+            engine,
+            out,
+            optimizer,
+        ],
         cwd=ROOT,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})},
         stdout=subprocess.PIPE,
@@ -101,6 +108,33 @@ def test_data_parallel_on_two_jax_devices_equals_one(tmp_path):
     out = str(tmp_path / "data_parallel.npz")
     finish(engine_process("data_parallel", out))
     assert_same_as_one_device(np.load(out), "data_parallel")
+
+
+@pytest.mark.parametrize(
+    "engine",
+    [
+        pytest.param("mirrored", marks=TENSORFLOW_ONLY),
+        pytest.param("data_parallel", marks=JAX_ONLY),
+    ],
+)
+def test_gradient_coherent_sgd_on_two_devices_equals_one(tmp_path, engine):
+    # The coherence test sees the whole batch's gradient and the strong L1
+    # is added once, as on one device: same weights, same decisions
+    # (the last "weight" is the count of regularized steps per kernel).
+    out = str(tmp_path / f"{engine}.npz")
+    finish(engine_process(engine, out, optimizer="gradient_coherent"))
+    results = np.load(out)
+    assert_same_as_one_device(results, engine)
+    single = weights(results, "single")
+    counts = single[-1]
+    assert counts.shape == (3,) and counts.max() > 0
+    # An L1 added once per replica would be far off.
+    doubled = weights(results, "doubled_l1")
+    worst = max(
+        np.abs(a - b).max()
+        for a, b in zip(doubled[:-1], single[:-1], strict=True)
+    )
+    assert worst > 1000 * 1e-6
 
 
 def free_ports(count):

@@ -36,8 +36,11 @@ class GradientCoherentSGD(keras.optimizers.SGD):
     as `keras_psp.models`' L2 is; biases and normalization parameters are
     not.
 
-    Under `tf.distribute` each replica decides from its own gradient
-    (before the gradients are summed).
+    Under `tf.distribute` (e.g. `MirroredStrategy` on several GPUs) the
+    decision is taken on the whole batch's gradient, summed over the
+    replicas (one extra all-reduce of the regularized gradients per step),
+    and `r` is added once: the steps are those of one device. Under
+    `keras.distribution` (JAX) the gradient is already the whole batch's.
 
     Args:
         l1: the L1 strength (penalty `l1 · Σ|w|`), >= 0.
@@ -93,6 +96,8 @@ class GradientCoherentSGD(keras.optimizers.SGD):
             shape=(len(variables),),
             initializer="zeros",
             dtype="float32",
+            # Every replica takes the same decisions.
+            aggregation="only_first_replica",
             name="regularized_steps",
         )
 
@@ -112,17 +117,29 @@ class GradientCoherentSGD(keras.optimizers.SGD):
             if trainable_variables is None
             else list(trainable_variables)
         )
+        regularized = [
+            grad is not None and self.regularizes(variable)
+            for grad, variable in zip(grads, variables, strict=True)
+        ]
+        whole, replicas = _whole_batch_gradients(
+            [g for g, r in zip(grads, regularized, strict=True) if r]
+        )
+        whole = iter(whole)
         coherent_grads, flags = [], []
-        for grad, variable in zip(grads, variables, strict=True):
-            if grad is None or not self.regularizes(variable):
+        for grad, variable, is_regularized in zip(
+            grads, variables, regularized, strict=True
+        ):
+            if not is_regularized:
                 coherent_grads.append(grad)
                 flags.append(ops.zeros((), "float32"))
                 continue
+            total = next(whole)
             weights = ops.cast(variable, grad.dtype)
             regularization = self.l1 * ops.sign(weights) + self.l2 * weights
-            coherent = ops.sum(grad * (grad + regularization)) > 0
+            coherent = ops.sum(total * (total + regularization)) > 0
+            # Each replica adds its share: the replicas' sum adds r once.
             coherent_grads.append(
-                grad + ops.where(coherent, regularization, 0.0)
+                grad + ops.where(coherent, regularization / replicas, 0.0)
             )
             flags.append(ops.cast(coherent, "float32"))
         positions = [self._get_variable_index(v) for v in variables]
@@ -159,3 +176,24 @@ class GradientCoherentSGD(keras.optimizers.SGD):
 
     def get_config(self):
         return {**super().get_config(), "l1": self.l1, "l2": self.l2}
+
+
+def _whole_batch_gradients(grads):
+    """`grads` summed over the replicas of a `tf.distribute` strategy, and
+    the number of replicas; `grads` and 1 outside one.
+
+    Keras' TensorFlow optimizer sums the replicas' gradients (each of its
+    share of the batch's loss) only after `apply`; the coherence test
+    needs the sum first.
+    """
+    if keras.backend.backend() != "tensorflow" or not grads:
+        return grads, 1
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return grads, 1
+    return (
+        context.all_reduce(tf.distribute.ReduceOp.SUM, grads),
+        context.num_replicas_in_sync,
+    )

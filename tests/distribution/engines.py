@@ -1,6 +1,6 @@
 """A few SGD steps of a small PSP model, on one device and on several.
 
-    python -m tests.distribution.engines ENGINE OUT
+    python -m tests.distribution.engines ENGINE OUT [OPTIMIZER]
 
 ENGINE is one of:
 
@@ -9,6 +9,11 @@ ENGINE is one of:
 - `multi_worker`: one worker of `tf.distribute.MultiWorkerMirroredStrategy`
   (`TF_CONFIG` in the environment); it feeds its own half of every global
   batch.
+
+OPTIMIZER is `sgd` (default) or `gradient_coherent`:
+`keras_psp.optimizers.GradientCoherentSGD` with a strong L1, whose
+coherence test must see the whole batch's gradient and whose L1 must be
+added once, not once per replica.
 
 Each run writes `OUT` (an `.npz`): the logs after every step (`loss`,
 `psp_loss`), the final weights and the number of replicas, for the engine
@@ -24,6 +29,8 @@ import sys
 STEPS = 3
 BATCH = 16  # the global batch, the same for one device and several
 STRENGTH = 0.05  # large: the PSP term dominates the loss and its gradient
+L1 = 0.5  # GradientCoherentSGD's: strong, lr · L1 · STEPS = 0.015
+OPTIMIZER = "sgd"
 
 
 def data():
@@ -35,7 +42,17 @@ def data():
     return x, y
 
 
-def build(strength=STRENGTH):
+def optimizer(l1=L1):
+    import keras
+
+    from keras_psp.optimizers import GradientCoherentSGD
+
+    if OPTIMIZER == "gradient_coherent":
+        return GradientCoherentSGD(l1=l1, learning_rate=0.01)
+    return keras.optimizers.SGD(0.01)
+
+
+def build(strength=STRENGTH, l1=L1):
     """The model, compiled, from fixed weights (the same in every
     process): PSP in `reduction="sum"` on two layers with a large λ."""
     import keras
@@ -56,7 +73,7 @@ def build(strength=STRENGTH):
     for w in model.trainable_weights:  # not λ, a non-trainable weight
         w.assign(rng.normal(size=w.shape).astype("float32"))
     model.compile(
-        keras.optimizers.SGD(0.01),
+        optimizer(l1),
         keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
     return model
@@ -106,6 +123,10 @@ def fit(model, dataset=None):
         )
     rows = np.array(logger.rows)
     weights = [keras.ops.convert_to_numpy(w) for w in model.trainable_weights]
+    if OPTIMIZER == "gradient_coherent":
+        # How many steps each kernel was regularized on: its coherence
+        # decisions.
+        weights.append(model.optimizer.regularized_counts())
     return rows, weights
 
 
@@ -123,6 +144,9 @@ def one_device(results):
     shows that such a bug would fail it."""
     record(results, "single", *fit(build()), 1)
     record(results, "halved", *fit(build(STRENGTH / 2)), 1)
+    if OPTIMIZER == "gradient_coherent":
+        # An L1 added once per replica (2 replicas) gives these.
+        record(results, "doubled_l1", *fit(build(l1=2 * L1)), 1)
 
 
 def mirrored(results):
@@ -186,9 +210,11 @@ def multi_worker(results):
         one_device(results)
 
 
-def main(engine, out):
+def main(engine, out, optimizer_name="sgd"):
     import numpy as np
 
+    global OPTIMIZER
+    OPTIMIZER = optimizer_name
     if engine == "data_parallel":
         os.environ["KERAS_BACKEND"] = "jax"
         os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
