@@ -1,6 +1,7 @@
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -328,7 +329,14 @@ def run_train(run_dir, kill_at="none", extra=()):
         text=True,
         timeout=300,
         env={**without_log_level(), "KILL_AT": kill_at},
+        # As from a terminal: a shell's background job (`pytest ... &`)
+        # passes SIGINT on ignored, and Ctrl-C would not reach the program.
+        preexec_fn=_default_sigint,
     )
+
+
+def _default_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def finished_run(run_dir):
