@@ -61,7 +61,7 @@ class ActivationSparsityMonitor(keras.callbacks.Callback):
 
     def __init__(self, x, per_layer=True, axis=-1):
         super().__init__()
-        self.x = keras.tree.map_structure(keras.ops.convert_to_numpy, x)
+        self.x = probes.fixed_batch(x, "ActivationSparsityMonitor")
         self.per_layer = validate_bool(per_layer, "per_layer")
         self.axis = validate_axis(axis)
         self._probe = None
@@ -94,15 +94,26 @@ class ActivationSparsityMonitor(keras.callbacks.Callback):
         probe = _SparsityProbe(self.axis, name=f"sparsity_probe_{index}")
         return probe(output)
 
+    def _build_probe(self):
+        probes.check_batch_fits(self.model, self.x, "ActivationSparsityMonitor")
+        self._outputs = {
+            id(layer) for layer in pre_activations.output_layers(self.model)
+        }
+        self._layers, self._probe = probes.probe_model(
+            self.model, False, self._tap, "activation"
+        )
+
+    def on_train_begin(self, logs=None):
+        # A batch or an axis that does not fit fails here, not after an
+        # epoch (a model without an Input gets its input from fit, on the
+        # first batch).
+        if self._probe is None and probes.has_input(self.model):
+            self._build_probe()
+
     def measure(self):
         """Returns `{name: value}` for the model's current weights."""
         if self._probe is None:
-            self._outputs = {
-                id(layer) for layer in pre_activations.output_layers(self.model)
-            }
-            self._layers, self._probe = probes.probe_model(
-                self.model, False, self._tap, "activation"
-            )
+            self._build_probe()
         outputs = self._probe.predict_on_batch(self.x)
         if not isinstance(outputs, (list, tuple)):
             outputs = [outputs]

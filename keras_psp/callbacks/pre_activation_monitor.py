@@ -119,23 +119,31 @@ class PreActivationMonitor(keras.callbacks.Callback):
 
     def __init__(self, x, per_layer=True, regularize_logits=True):
         super().__init__()
-        # NumPy feeds predict_on_batch on every backend; a tf.Tensor (e.g. a
-        # batch taken from a tf.data pipeline) would not on JAX or PyTorch.
-        self.x = keras.tree.map_structure(ops.convert_to_numpy, x)
+        self.x = probes.fixed_batch(x, "PreActivationMonitor")
         self.per_layer = validate_bool(per_layer, "per_layer")
         self.regularize_logits = validate_bool(
             regularize_logits, "regularize_logits"
         )
         self._probe = None
 
+    def _build_probe(self):
+        probes.check_batch_fits(self.model, self.x, "PreActivationMonitor")
+        self._layers, self._probe = _probe_model(
+            self.model, self.regularize_logits
+        )
+        # Walks the model once, not every epoch.
+        self._has_psp = bool(psp_layers(self.model))
+
+    def on_train_begin(self, logs=None):
+        # A batch that does not fit fails here, not after an epoch (a model
+        # without an Input gets its input from fit, on the first batch).
+        if self._probe is None and probes.has_input(self.model):
+            self._build_probe()
+
     def measure(self):
         """Returns `{name: value}` for the model's current weights."""
         if self._probe is None:
-            self._layers, self._probe = _probe_model(
-                self.model, self.regularize_logits
-            )
-            # Walks the model once, not every epoch.
-            self._has_psp = bool(psp_layers(self.model))
+            self._build_probe()
         # A compiled forward pass (predict_on_batch), in inference mode.
         outputs = self._probe.predict_on_batch(self.x)
         if not isinstance(outputs, (list, tuple)):

@@ -2,8 +2,99 @@
 measurements taken at every layer that has a pre-activation."""
 
 import keras
+import numpy as np
 
+from keras_psp import keras_internals
 from keras_psp import pre_activations
+
+
+def fixed_batch(x, owner):
+    """`x` as NumPy arrays (in its structure), checked to be a batch.
+
+    NumPy feeds `predict_on_batch` on every backend; a `tf.Tensor` (e.g. a
+    batch taken from a `tf.data` pipeline) would not on JAX or PyTorch.
+
+    Raises:
+        TypeError: if `x` does not hold numbers.
+        ValueError: if an array of `x` is not a batch or is empty.
+    """
+    x = keras.tree.map_structure(keras.ops.convert_to_numpy, x)
+    sizes = set()
+    for array in keras.tree.flatten(x):
+        array = np.asarray(array)
+        if array.dtype.kind not in "biuf":
+            raise TypeError(
+                f"Argument `x` of {owner} must hold numbers (a batch of the "
+                f"model's inputs). Received an array of dtype {array.dtype}."
+            )
+        if array.ndim == 0:
+            raise ValueError(
+                f"Argument `x` of {owner} must be a batch of the model's "
+                "inputs, of shape (batch, ...). Received an array of shape "
+                "()."
+            )
+        sizes.add(array.shape[0])
+    if not sizes or 0 in sizes:
+        raise ValueError(
+            f"Argument `x` of {owner} must hold at least one example."
+        )
+    return x
+
+
+def check_batch_fits(model, x, owner):
+    """Raises a ValueError naming `x` when it cannot feed `model`."""
+    inputs = keras.tree.flatten(model_input(model))
+    arrays = keras.tree.flatten(x)
+    if len(arrays) != len(inputs):
+        raise ValueError(
+            f"Argument `x` of {owner} holds {len(arrays)} arrays; the model "
+            f"takes {len(inputs)} input(s), of shape(s) "
+            f"{[tuple(t.shape) for t in inputs]}."
+        )
+    if isinstance(x, dict) != isinstance(model_input(model), dict):
+        return  # Keras matches a dict to the inputs by name
+    for array, tensor in zip(arrays, inputs, strict=True):
+        expected = tuple(tensor.shape)
+        if len(array.shape) != len(expected) or any(
+            want is not None and want != got
+            for want, got in zip(expected[1:], array.shape[1:], strict=True)
+        ):
+            raise ValueError(
+                f"Argument `x` of {owner} has an array of shape "
+                f"{tuple(array.shape)}; the model's input "
+                f"`{tensor.name}` takes shape {expected} (None: any size)."
+            )
+
+
+def has_input(model):
+    """Whether the model has its symbolic input yet (a Sequential model
+    without an `Input` gets it when `fit` builds it, on the first batch)."""
+    try:
+        model_input(model)
+    except (AttributeError, ValueError):
+        return False
+    return True
+
+
+def model_input(model):
+    """The model's symbolic input(s), in the structure it is called with.
+
+    A Sequential model's `input` raises until the model is called on a
+    symbolic tensor; its `inputs` holds its one input.
+    """
+    if isinstance(model, keras.Sequential):
+        return model.inputs[0]
+    return model.input
+
+
+def _probe_input(tensor):
+    # The input layer's name, by which Keras feeds a dict batch.
+    layer = keras_internals.producer(tensor)
+    return keras.Input(
+        batch_shape=tensor.shape,
+        dtype=tensor.dtype,
+        name=None if layer is None else layer.name,
+    )
 
 
 def probe_model(model, regularize_logits, tap, what):
@@ -44,8 +135,6 @@ def probe_model(model, regularize_logits, tap, what):
                 keys.append((key, layer))
         return output
 
-    inputs = keras.tree.map_structure(
-        lambda t: keras.Input(batch_shape=t.shape, dtype=t.dtype), model.input
-    )
+    inputs = keras.tree.map_structure(_probe_input, model_input(model))
     pre_activations.run_graph(model, inputs, call_function)
     return keys, keras.Model(inputs, keras.tree.flatten(probes))
