@@ -70,6 +70,8 @@ class RegularizedShare(keras.callbacks.Callback):
 
     def _state(self):
         optimizer = self.model.optimizer
+        # Mixed float16 wraps it in a LossScaleOptimizer.
+        optimizer = getattr(optimizer, "inner_optimizer", optimizer)
         if not optimizer.built:
             return 0, None
         steps = int(keras.ops.convert_to_numpy(optimizer.iterations))

@@ -79,6 +79,13 @@ def test_run_writes_history_results_and_model(tmp_path):
             marks=_TF_PASS,
         ),
         (["--comparison", "gradient_coherent_l1"], "regularized_share"),
+        # Under a loss-scale optimizer, which wraps GradientCoherentSGD.
+        pytest.param(
+            ["--comparison", "gradient_coherent_l1"]
+            + ["--mixed-precision", "mixed_float16"],
+            "regularized_share",
+            marks=_TF_PASS,
+        ),
         pytest.param(
             ["--regularization", "none", "--comparison", "activation_sparsity"],
             None,
@@ -105,7 +112,8 @@ def test_comparison_run_on_a_validation_split(tmp_path, argv, regularized):
     model = keras.saving.load_model(os.path.join(run_dir, "model.keras"))
     if regularized:
         assert 0 <= float(row[regularized]) <= 1
-        assert type(model.optimizer).__name__ == "GradientCoherentSGD"
+        optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)
+        assert type(optimizer).__name__ == "GradientCoherentSGD"
     else:
         assert type(model.optimizer).__name__ == "SGD"
 
