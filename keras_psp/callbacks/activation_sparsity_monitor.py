@@ -45,7 +45,9 @@ class ActivationSparsityMonitor(keras.callbacks.Callback):
     in the callbacks list.
 
     Args:
-        x: the fixed batch of inputs (NumPy array or tensor).
+        x: the fixed batch of inputs (NumPy array or tensor; a list or
+            dict of them for several inputs), checked against the model's
+            inputs when training begins.
         per_layer: whether to log `sparsity/<layer>` (else only
             `sparsity_mean`).
         axis: the channel axis of the activations (default -1).

@@ -102,7 +102,9 @@ class PreActivationMonitor(keras.callbacks.Callback):
 
     Args:
         x: the fixed batch of inputs: a NumPy array, a tensor of any
-            backend or a `tf.Tensor` (e.g. `next(iter(dataset))[0]`).
+            backend or a `tf.Tensor` (e.g. `next(iter(dataset))[0]`); a
+            list or dict of them for several inputs. It is checked against
+            the model's inputs when training begins.
         per_layer: whether to log `z2/<layer>` for every layer (else only
             `z2_mean` and `psp_term`).
         regularize_logits: whether the logits count as a pre-activation, as
