@@ -97,6 +97,7 @@ class ActivationSparsityMonitor(keras.callbacks.Callback):
         return probe(output)
 
     def _build_probe(self):
+        probes.check_graph_model(self.model, "ActivationSparsityMonitor")
         probes.check_batch_fits(self.model, self.x, "ActivationSparsityMonitor")
         self._outputs = {
             id(layer) for layer in pre_activations.output_layers(self.model)
@@ -109,6 +110,7 @@ class ActivationSparsityMonitor(keras.callbacks.Callback):
         # A batch or an axis that does not fit fails here, not after an
         # epoch (a model without an Input gets its input from fit, on the
         # first batch).
+        probes.check_graph_model(self.model, "ActivationSparsityMonitor")
         if self._probe is None and probes.has_input(self.model):
             self._build_probe()
 

@@ -129,6 +129,7 @@ class PreActivationMonitor(keras.callbacks.Callback):
         self._probe = None
 
     def _build_probe(self):
+        probes.check_graph_model(self.model, "PreActivationMonitor")
         probes.check_batch_fits(self.model, self.x, "PreActivationMonitor")
         self._layers, self._probe = _probe_model(
             self.model, self.regularize_logits
@@ -139,6 +140,7 @@ class PreActivationMonitor(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         # A batch that does not fit fails here, not after an epoch (a model
         # without an Input gets its input from fit, on the first batch).
+        probes.check_graph_model(self.model, "PreActivationMonitor")
         if self._probe is None and probes.has_input(self.model):
             self._build_probe()
 

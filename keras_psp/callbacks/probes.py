@@ -66,6 +66,18 @@ def check_batch_fits(model, x, owner):
             )
 
 
+def check_graph_model(model, owner):
+    """Raises a clear error unless `model` is a layer graph (Sequential or
+    functional), the only kind whose layers a probe can be built on."""
+    if not keras_internals.is_graph_model(model):
+        raise TypeError(
+            f"{owner} measures Sequential and functional models, whose layer "
+            f"graph it reads; {type(model).__name__} is a subclassed model. "
+            "Build the model with `keras.Sequential` or `keras.Model(inputs, "
+            "outputs)`, or log the values from the model's own `call`."
+        )
+
+
 def has_input(model):
     """Whether the model has its symbolic input yet (a Sequential model
     without an `Input` gets it when `fit` builds it, on the first batch)."""

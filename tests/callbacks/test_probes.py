@@ -145,3 +145,30 @@ def test_a_sequential_model_built_by_fit_is_measured(monitor_class):
         else "z2/hidden"
     )
     assert np.isfinite(history.history[key][0])
+
+
+class Subclassed(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.hidden = keras.layers.Dense(4, activation="relu")
+        self.logits = keras.layers.Dense(3)
+
+    def call(self, x):
+        return self.logits(self.hidden(x))
+
+
+@pytest.mark.parametrize("monitor_class", MONITORS)
+def test_a_subclassed_model_is_refused_before_training(monitor_class):
+    # Its layer graph, which the monitor reads, is its Python code.
+    monitor = monitor_class(np.ones((2, 5)))
+    model = Subclassed()
+    model.compile("sgd", "mse")
+    batches = _Batches()
+    with pytest.raises(TypeError, match=r"Subclassed.*subclassed model"):
+        model.fit(
+            np.ones((4, 5)),
+            np.zeros((4, 3)),
+            verbose=0,
+            callbacks=[monitor, batches],
+        )
+    assert batches.count == 0
