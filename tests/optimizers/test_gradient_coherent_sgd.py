@@ -97,6 +97,39 @@ def test_fit_regularizes_only_while_the_loss_has_a_coherent_gradient():
     assert model.optimizer.regularized_share() == [1.0]
 
 
+@pytest.mark.parametrize("accumulation", [None, 2])
+def test_the_coherence_test_sees_the_whole_batch_gradient(accumulation):
+    # One kernel weight w = 1, L2 with l2 = 1 (r = 1), mse on two examples
+    # of x = 1: their gradients 2 (w - y) are 1 and -0.9, the batch's 0.05.
+    # Alone, the second example's would be incoherent (-0.9 · 0.1 < 0); the
+    # batch's is coherent (0.05 · 1.05 > 0): the step is lr (0.05 + 1).
+    # With gradient accumulation over the two examples, the same.
+    model = keras.Sequential(
+        [
+            keras.Input((1,)),
+            keras.layers.Dense(1, use_bias=False, kernel_initializer="ones"),
+        ]
+    )
+    optimizer = GradientCoherentSGD(
+        l2=1.0, learning_rate=0.1, gradient_accumulation_steps=accumulation
+    )
+    model.compile(optimizer, loss="mse")
+    x = np.ones((2, 1), "float32")
+    y = np.array([[0.5], [1.45]], "float32")
+    model.fit(
+        x,
+        y,
+        batch_size=2 if accumulation is None else 1,
+        shuffle=False,
+        verbose=0,
+    )
+    np.testing.assert_allclose(
+        to_numpy(model.layers[0].kernel), [[1 - 0.1 * 1.05]], rtol=1e-6
+    )
+    assert int(to_numpy(optimizer.iterations)) == 1
+    assert optimizer.regularized_share() == [1.0]
+
+
 def test_saves_and_reloads_with_its_settings_and_counts(tmp_path):
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     model.compile(
