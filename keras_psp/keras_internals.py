@@ -3,6 +3,11 @@
 Keras 3 has no public API for these things, and the library needs
 them. Each is read here, with the reason, so that a Keras upgrade that
 moves one breaks one small module (setup.cfg caps `keras<4`).
+
+One exception, which cannot live here: `GradientCoherentSGD` overrides
+the optimizer's private `_backend_update_step`, the one point where every
+backend hands over a step's final gradients (after gradient accumulation
+and clipping); its tests on every backend catch a Keras that moves it.
 """
 
 import keras
