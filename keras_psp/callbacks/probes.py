@@ -1,5 +1,6 @@
 """Probe models: a model sharing another's weights whose outputs are
-measurements taken at every layer that has a pre-activation."""
+measurements taken at every layer that has a pre-activation; and the
+checks of the fixed batch that feeds them."""
 
 import keras
 import numpy as np
@@ -62,7 +63,8 @@ def check_batch_fits(model, x, owner):
             raise ValueError(
                 f"Argument `x` of {owner} has an array of shape "
                 f"{tuple(array.shape)}; the model's input "
-                f"`{tensor.name}` takes shape {expected} (None: any size)."
+                f"`{_input_name(tensor)}` takes shape {expected} (None: any "
+                "size)."
             )
 
 
@@ -99,13 +101,16 @@ def model_input(model):
     return model.input
 
 
-def _probe_input(tensor):
-    # The input layer's name, by which Keras feeds a dict batch.
+def _input_name(tensor):
+    """The name of the input layer that made `tensor`, by which Keras
+    feeds a dict batch."""
     layer = keras_internals.producer(tensor)
+    return tensor.name if layer is None else layer.name
+
+
+def _probe_input(tensor):
     return keras.Input(
-        batch_shape=tensor.shape,
-        dtype=tensor.dtype,
-        name=None if layer is None else layer.name,
+        batch_shape=tensor.shape, dtype=tensor.dtype, name=_input_name(tensor)
     )
 
 

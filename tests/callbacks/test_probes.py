@@ -65,7 +65,8 @@ def test_a_batch_of_the_wrong_shape_is_refused_before_training(monitor_class):
     monitor = monitor_class(np.zeros((5, 6, 6), "float32"))
     with pytest.raises(
         ValueError,
-        match=r"`x` .*shape \(5, 6, 6\).*model's input.*\(None, 6, 6, 1\)",
+        match=r"`x` .*shape \(5, 6, 6\).*model.s input `input_layer\w*` "
+        r"takes shape \(None, 6, 6, 1\)",
     ):
         _fit(monitor)
 
