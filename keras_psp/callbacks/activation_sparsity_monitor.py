@@ -110,8 +110,7 @@ class ActivationSparsityMonitor(keras.callbacks.Callback):
         # A batch or an axis that does not fit fails here, not after an
         # epoch (a model without an Input gets its input from fit, on the
         # first batch).
-        probes.check_graph_model(self.model, "ActivationSparsityMonitor")
-        if self._probe is None and probes.has_input(self.model):
+        if self._probe is None and probes.can_probe_now(self.model):
             self._build_probe()
 
     def measure(self):

@@ -44,7 +44,8 @@ def fixed_batch(x, owner):
 
 def check_batch_fits(model, x, owner):
     """Raises a ValueError naming `x` when it cannot feed `model`."""
-    inputs = keras.tree.flatten(model_input(model))
+    structure = model_input(model)
+    inputs = keras.tree.flatten(structure)
     arrays = keras.tree.flatten(x)
     if len(arrays) != len(inputs):
         raise ValueError(
@@ -52,7 +53,7 @@ def check_batch_fits(model, x, owner):
             f"takes {len(inputs)} input(s), of shape(s) "
             f"{[tuple(t.shape) for t in inputs]}."
         )
-    if isinstance(x, dict) != isinstance(model_input(model), dict):
+    if isinstance(x, dict) != isinstance(structure, dict):
         return  # Keras matches a dict to the inputs by name
     for array, tensor in zip(arrays, inputs, strict=True):
         expected = tuple(tensor.shape)
@@ -80,9 +81,13 @@ def check_graph_model(model, owner):
         )
 
 
-def has_input(model):
-    """Whether the model has its symbolic input yet (a Sequential model
-    without an `Input` gets it when `fit` builds it, on the first batch)."""
+def can_probe_now(model):
+    """Whether a probe can be built (or refused) at `on_train_begin`: not
+    for a Sequential model without an `Input`, which gets its input when
+    `fit` builds it, on the first batch. A subclassed model can: it is
+    refused."""
+    if not keras_internals.is_graph_model(model):
+        return True
     try:
         model_input(model)
     except (AttributeError, ValueError):

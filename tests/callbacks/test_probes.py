@@ -20,26 +20,37 @@ class _Batches(keras.callbacks.Callback):
         self.count += 1
 
 
-def _fit(monitor, model=None):
-    """`fit` with `monitor` first; how many training batches ran."""
-    if model is None:
-        model = keras.Sequential(
-            [
-                keras.Input((6, 6, 1)),
-                keras.layers.Conv2D(2, 3, activation="relu"),
-                keras.layers.Flatten(),
-                keras.layers.Dense(3),
-            ]
-        )
+def _conv_model():
+    model = keras.Sequential(
+        [
+            keras.Input((6, 6, 1)),
+            keras.layers.Conv2D(2, 3, activation="relu"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(3),
+        ]
+    )
     model.compile("sgd", "mse")
+    return model
+
+
+def _key(monitor_class, name):
+    """The log key of `monitor_class`'s value for `name` (a layer, or
+    `mean`)."""
+    if monitor_class is ActivationSparsityMonitor:
+        return "sparsity_mean" if name == "mean" else f"sparsity/{name}"
+    return "z2_mean" if name == "mean" else f"z2/{name}"
+
+
+def _fit_refused(monitor):
+    """`fit` with `monitor` first; no training batch may run."""
+    model = _conv_model()
     batches = _Batches()
-    x = np.zeros((4, *model.input_shape[1:]), "float32")
+    x = np.zeros((4, 6, 6, 1), "float32")
     y = np.zeros((4, 3), "float32")
     try:
         model.fit(x, y, batch_size=2, verbose=0, callbacks=[monitor, batches])
     finally:
         assert batches.count == 0  # refused before training
-    return batches.count
 
 
 @pytest.mark.parametrize("monitor_class", MONITORS)
@@ -68,34 +79,25 @@ def test_a_batch_of_the_wrong_shape_is_refused_before_training(monitor_class):
         match=r"`x` .*shape \(5, 6, 6\).*model.s input `input_layer\w*` "
         r"takes shape \(None, 6, 6, 1\)",
     ):
-        _fit(monitor)
+        _fit_refused(monitor)
 
 
 @pytest.mark.parametrize("monitor_class", MONITORS)
 def test_a_batch_for_another_number_of_inputs_is_refused(monitor_class):
     monitor = monitor_class([np.zeros((2, 6, 6, 1)), np.zeros((2, 6, 6, 1))])
     with pytest.raises(ValueError, match=r"`x` .*2 arrays.*1 input"):
-        _fit(monitor)
+        _fit_refused(monitor)
 
 
 @pytest.mark.parametrize("monitor_class", MONITORS)
 def test_a_batch_that_fits_is_measured_as_before(monitor_class):
     # Any batch size; the model's own dtype need not be the batch's.
     monitor = monitor_class(np.ones((3, 6, 6, 1), "float64"))
-    model = keras.Sequential(
-        [
-            keras.Input((6, 6, 1)),
-            keras.layers.Conv2D(2, 3, activation="relu"),
-            keras.layers.Flatten(),
-            keras.layers.Dense(3),
-        ]
-    )
-    model.compile("sgd", "mse")
     x, y = np.ones((4, 6, 6, 1), "float32"), np.zeros((4, 3), "float32")
-    history = model.fit(x, y, batch_size=2, verbose=0, callbacks=[monitor])
-    sparsity = monitor_class is ActivationSparsityMonitor
-    key = "sparsity_mean" if sparsity else "z2_mean"
-    assert np.isfinite(history.history[key][0])
+    history = _conv_model().fit(
+        x, y, batch_size=2, verbose=0, callbacks=[monitor]
+    )
+    assert np.isfinite(history.history[_key(monitor_class, "mean")][0])
 
 
 def _two_inputs():
@@ -117,12 +119,7 @@ def test_models_with_named_inputs_take_a_dict_batch(monitor_class, structure):
     x = {"a": np.ones((4, 6)), "b": np.ones((4, 2))}
     monitor = monitor_class(x)
     history = model.fit(x, np.zeros((4, 3)), verbose=0, callbacks=[monitor])
-    key = (
-        "sparsity/hidden"
-        if monitor_class is ActivationSparsityMonitor
-        else "z2/hidden"
-    )
-    assert np.isfinite(history.history[key][0])
+    assert np.isfinite(history.history[_key(monitor_class, "hidden")][0])
 
 
 @pytest.mark.parametrize("monitor_class", MONITORS)
@@ -140,12 +137,7 @@ def test_a_sequential_model_built_by_fit_is_measured(monitor_class):
     history = model.fit(
         np.ones((4, 6)), np.zeros((4, 3)), verbose=0, callbacks=[monitor]
     )
-    key = (
-        "sparsity/hidden"
-        if monitor_class is ActivationSparsityMonitor
-        else "z2/hidden"
-    )
-    assert np.isfinite(history.history[key][0])
+    assert np.isfinite(history.history[_key(monitor_class, "hidden")][0])
 
 
 class Subclassed(keras.Model):
