@@ -1,9 +1,13 @@
 """What `apply_psp` and `strip_psp` share: the model they accept, and the
 model they return around a clone's graph."""
 
+import inspect
+import tempfile
 import types
+import warnings
 
 import keras
+import numpy as np
 
 from keras_psp import keras_internals
 
@@ -84,12 +88,187 @@ def from_config(layer_class, config, owner, **functions):
         return layer_class.from_config(config)
 
 
+def _init_arguments(layer_class, config):
+    """`config` without the keys `layer_class.__init__` does not take, or
+    None when it takes them all (it has `**kwargs`, or they are named)."""
+    try:
+        parameters = inspect.signature(layer_class.__init__).parameters
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind == p.VAR_KEYWORD for p in parameters.values()):
+        return None
+    kept = {key: value for key, value in config.items() if key in parameters}
+    return kept if len(kept) < len(config) else None
+
+
 def copy_layer(layer):
     """A new, unbuilt layer (or `keras.ops` operation) equal to `layer` in
-    config; its weights are for the caller to copy."""
-    copy = from_config(type(layer), layer.get_config(), layer)
+    config; its weights and other state are for the caller to copy (see
+    `copy_state`). Raises what rebuilding the layer from its config raises.
+    """
+    config = layer.get_config()
+    try:
+        copy = from_config(type(layer), config, layer)
+    except TypeError:
+        # Keras adds `trainable` and `dtype` (and `name`) to every layer's
+        # config, but a custom `__init__` without `**kwargs` refuses them:
+        # they are set on the copy instead.
+        kept = _init_arguments(type(layer), config)
+        if kept is None:
+            raise
+        copy = from_config(type(layer), kept, layer)
+        if isinstance(layer, keras.layers.Layer):
+            copy.trainable = layer.trainable
+            copy.dtype_policy = layer.dtype_policy
     # Keras leaves `name` out of a layer's automatic config when `__init__`
     # takes no `name` and no `**kwargs` of that spelling (`**kw`): the copy
     # would be renamed, and `get_layer`, `include` and `exclude` miss it.
     copy.name = layer.name
     return copy
+
+
+class _Store(dict):
+    """A weights store for `save_own_variables`, holding values (numpy
+    arrays), not the source's variables."""
+
+    def __setitem__(self, key, value):
+        if isinstance(value, keras.Variable):
+            value = value.numpy()
+        elif keras.ops.is_tensor(value):
+            value = keras.ops.convert_to_numpy(value)
+        super().__setitem__(key, value)
+
+
+def copy_state(source, target):
+    """Copies every piece of `source`'s state into `target`, a built layer
+    of the same structure, the way `.keras` saving and loading copy it:
+    each layer's `save_own_variables` / `load_own_variables` (so that a
+    layer rebuilds what it derives from its variables, e.g. an adapted
+    `Normalization`'s `finalize_state`) and `save_assets` / `load_assets`
+    (e.g. an adapted `StringLookup`'s vocabulary).
+
+    Raises:
+        ValueError: when the two do not hold the same layers.
+    """
+    sources = [source, *keras_internals.sublayers(source)]
+    targets = [target, *keras_internals.sublayers(target)]
+    if [type(x) for x in sources] != [type(x) for x in targets]:
+        raise ValueError(
+            f"its copy does not hold the same layers ({len(sources)} in the "
+            f"layer, {len(targets)} in the copy)"
+        )
+    for origin, copy in zip(sources, targets, strict=True):
+        store = _Store()
+        origin.save_own_variables(store)
+        copy.load_own_variables(store)
+        if hasattr(origin, "save_assets"):
+            with tempfile.TemporaryDirectory() as directory:
+                origin.save_assets(directory)
+                copy.load_assets(directory)
+
+
+def describe(error):
+    """`Type: first line` of an exception, for a warning."""
+    lines = str(error).strip().splitlines() or [""]
+    return f"{type(error).__name__}: {lines[0][:200]}".strip(" :")
+
+
+def _accepted_kwargs(operation, kwargs):
+    """`kwargs` less the unset ones (None) that `operation`'s call does not
+    take: Keras records a layer's filled-in `mask=None` with its call, and
+    the layer put in its place may take no mask."""
+    try:
+        parameters = inspect.signature(operation.call).parameters
+    except (TypeError, ValueError):
+        return kwargs
+    if any(p.kind == p.VAR_KEYWORD for p in parameters.values()):
+        return kwargs
+    return {
+        key: value
+        for key, value in kwargs.items()
+        if key in parameters or value is not None
+    }
+
+
+def convert_graph(model, convert, fallback):
+    """Rebuilds the graph of a Sequential or functional `model` with each
+    layer (and `keras.ops` node) replaced.
+
+    `convert(layer)` returns `(new, after)`: the object to call in place of
+    `layer` and a function to run once it has been called (and so built),
+    typically copying the layer's state into it. When either raises (a
+    layer whose config does not round-trip, whose copy cannot be called
+    like it, or whose state cannot be copied), `fallback(layer)` gives the
+    object to call instead (built from the layer itself), and the layer is
+    listed with the reason. Nested Sequential and functional models are
+    rebuilt the same way; a shared layer is replaced once.
+
+    Returns:
+        `(clone, fallbacks)`: a `keras.Sequential` or functional model, and
+        `(layer, reason)` for each layer that fell back.
+    """
+    memo, fallbacks = {}, []
+
+    def call(layer, *args, **kwargs):
+        if id(layer) in memo:
+            new = memo[id(layer)]
+            return new(*args, **_accepted_kwargs(new, kwargs))
+        if keras_internals.is_graph_model(layer):
+            memo[id(layer)] = convert_nested(layer)
+            return memo[id(layer)](*args, **kwargs)
+        try:
+            new, after = convert(layer)
+            outputs = new(*args, **_accepted_kwargs(new, kwargs))
+            after()
+        except Exception as error:  # listed; the layer itself is used
+            fallbacks.append((layer, describe(error)))
+            new = fallback(layer)
+            outputs = new(*args, **_accepted_kwargs(new, kwargs))
+        memo[id(layer)] = new
+        return outputs
+
+    def convert_nested(graph):
+        if isinstance(graph, keras.Sequential):
+            (spec,) = graph.inputs
+            x = inputs = keras.Input(batch_shape=spec.shape, dtype=spec.dtype)
+            for layer in graph.layers:
+                x = call(layer, x)
+            layers = [memo[id(layer)] for layer in graph.layers]
+            return keras.Sequential([inputs, *layers], name=graph.name)
+        # Inputs named as the model's input layers (Keras' own clone names
+        # them after their tensors, `keras_tensor...`).
+        inputs = keras.tree.map_structure(
+            lambda x: keras.Input(
+                batch_shape=x.shape,
+                dtype=x.dtype,
+                name=keras_internals.producer(x).name,
+            ),
+            graph.input,
+        )
+        return keras.models.clone_model(
+            graph,
+            input_tensors=inputs,
+            clone_function=lambda layer: layer,
+            call_function=call,
+        )
+
+    return convert_nested(model), fallbacks
+
+
+def warn_shared(fallbacks, function):
+    """Warns, in one message, about the layers `function`'s copy shares
+    with the model it was given (see `convert_graph`)."""
+    if not fallbacks:
+        return
+    lines = "\n".join(
+        f"  - {layer.name} ({type(layer).__name__}): {reason}"
+        for layer, reason in fallbacks
+    )
+    warnings.warn(
+        f"`{function}` could not copy {len(fallbacks)} layer(s), so the "
+        "model it returns uses the original layer objects: the two models "
+        "share their weights (training one changes the other); save a copy "
+        f"of the original first if you need both.\n{lines}",
+        UserWarning,
+        stacklevel=3,
+    )

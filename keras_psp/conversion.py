@@ -96,11 +96,17 @@ def apply_psp(
       `max_value`, `LeakyReLU`, `ELU`, `PReLU`, `Softmax`) becomes a
       `PSPActivation`, which regularizes its input (after batch norm and
       residual adds, as in `keras.applications` models);
-    - a layer of another class that holds such layers (a transformer block,
-      e.g. keras_hub's `TransformerEncoder`, whose `activation` is that of
-      its inner feed-forward layer) is never wrapped whole: it is wrapped in
-      `InnerPreActivationRegularizer`, which regularizes the pre-activations
-      inside it and leaves its output as it is;
+    - a layer of another class that applies activations in its own code (a
+      transformer block such as keras_hub's `TransformerEncoder`, whose
+      feed-forward `Dense` has `gelu`; the gated MLP of a Llama, Gemma,
+      Mistral or Qwen decoder block, `silu(gate(x)) * up(x)`; a block
+      calling `keras.ops.relu` or holding activation layers or Sequential
+      sub-blocks, at any depth) is never wrapped whole: it is wrapped in
+      `InnerPreActivationRegularizer`, which regularizes the input of each
+      activation it applies, one term per call, and leaves its output as it
+      is. The softmax of attention (and any non-linearity an attention
+      layer applies to its scores) is not a neuron's activation and is
+      left out;
     - the output layer's logits are regularized too (`regularize_logits=True`,
       the default, as in the authors' code, which collects z at the last
       layer: the logits are a neuron's potential like any other, and
@@ -114,6 +120,9 @@ def apply_psp(
     activation's output (the second call of a hand-written composite
     activation such as `h * tanh(softplus(h))`).
 
+    Padded positions of sequences (a Keras mask, or keras_hub's
+    `padding_mask`) add nothing to the penalty.
+
     Layers that are already PSP layers are kept as they are. `keras.ops`
     calls between layers, shared layers, nested Sequential and functional
     models, and several inputs and outputs (lists, dicts, nesting) are kept.
@@ -121,10 +130,18 @@ def apply_psp(
     a `Lambda` layer's function) are kept as the same objects, so they need
     no registration to be converted (saving the copy needs them registered,
     as for any Keras model).
-    Layers that look as if they had a pre-activation but cannot be
-    regularized (recurrent layers, `TimeDistributed`, unknown layers with an
-    `activation` and no regularizable inner layer) are left as they are and
-    reported in one `UserWarning`. Subclassed models cannot be converted:
+    Every layer's state is copied the way `.keras` saving copies it
+    (variables through `save_own_variables`/`load_own_variables`, assets),
+    so adapted preprocessing layers (`Normalization`, `StringLookup`, ...)
+    predict the same. A layer that cannot be rebuilt from its config (or
+    whose copy cannot be called or take its state) is not copied: the
+    converted model uses that very layer object (wrapped if it has a
+    pre-activation; wrappers never change it) and so shares its weights
+    with `model`; a `UserWarning` names each such layer and the reason.
+    Non-linearities that cannot be regularized (recurrent layers,
+    `TimeDistributed`, activations inside `keras.ops` loops, a layer whose
+    call cannot be run symbolically) are left as they are and reported in
+    one `UserWarning`, with the reason. Subclassed models cannot be converted:
     their forward pass is code, not a graph. `keras_psp.strip_psp` is the
     inverse.
 
@@ -149,8 +166,9 @@ def apply_psp(
         TypeError: for a model that is not a Sequential or functional model,
             or a malformed `include`/`exclude`.
         ValueError: for a bad `strength` or `reduction`, an unbuilt model,
-            or an `include`/`exclude` entry that matches no layer with a
-            pre-activation (the message names the closest layer names).
+            an `include`/`exclude` entry that matches no layer with a
+            pre-activation (the message names the closest layer names), or
+            a model in which nothing would be regularized.
 
     Returns:
         A `keras_psp.PSPModel` (for a functional model) or
@@ -192,39 +210,56 @@ def apply_psp(
         if exclude and _matches(entry.layer, exclude):
             continue
         plan[id(entry.layer)] = entry.kind
+    if not plan and not any(e.kind == pre_activations.PSP for e in found):
+        left = "".join(
+            f"\n  - {entry.layer.name} ({type(entry.layer).__name__}): "
+            f"{entry.reason}"
+            for entry in skipped
+        )
+        selected = (
+            " among the layers `include`/`exclude` select"
+            if (include or exclude)
+            else ""
+        )
+        raise ValueError(
+            f"`apply_psp` found no pre-activation to regularize{selected} in "
+            f"model '{model.name}': no affine layer with a non-linear "
+            "activation, no activation layer or op, no layer applying "
+            "activations in its own code"
+            + (f", and these are left out:{left}" if left else ".")
+        )
     pre_activations.warn_skipped(skipped)
     if divide_by_num_layers and plan:
         strength = strength / len(plan)
 
-    copies = []
-
-    def clone_layer(layer):
-        copy = cloning.copy_layer(layer)
-        copies.append((layer, copy))
+    def wrap(layer, inner):
         kind = plan.get(id(layer))
         if kind == pre_activations.AFFINE:
             return PreActivationRegularizer(
-                copy, strength=strength, reduction=reduction, name=layer.name
+                inner, strength=strength, reduction=reduction, name=layer.name
             )
         if kind == pre_activations.ACTIVATION:
             if not isinstance(layer, keras.layers.Layer):
                 # A `keras.ops` activation node becomes a layer that holds
                 # it, of its name (Keras keeps a graph's names unique).
-                copy = keras.layers.Activation(copy, name=layer.name)
+                inner = keras.layers.Activation(inner, name=layer.name)
             return PSPActivation(
-                copy, strength=strength, reduction=reduction, name=layer.name
+                inner, strength=strength, reduction=reduction, name=layer.name
             )
         if kind == pre_activations.COMPOSITE:
             return InnerPreActivationRegularizer(
-                copy, strength=strength, reduction=reduction, name=layer.name
+                inner, strength=strength, reduction=reduction, name=layer.name
             )
-        return copy
+        return inner
 
-    clone = keras.models.clone_model(
-        model, clone_function=clone_layer, recursive=True
+    def convert(layer):
+        copy = cloning.copy_layer(layer)
+        if not isinstance(layer, keras.layers.Layer):  # a `keras.ops` node
+            return wrap(layer, copy), lambda: None
+        return wrap(layer, copy), lambda: cloning.copy_state(layer, copy)
+
+    clone, fallbacks = cloning.convert_graph(
+        model, convert, lambda layer: wrap(layer, layer)
     )
-    for layer, copy in copies:
-        if isinstance(layer, keras.layers.Layer):  # not a `keras.ops` node
-            copy.set_weights(layer.get_weights())
-
+    cloning.warn_shared(fallbacks, "apply_psp")
     return cloning.rebuild(model, clone, PSPSequential, PSPModel)

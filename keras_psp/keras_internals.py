@@ -10,6 +10,8 @@ backend hands over a step's final gradients (after gradient accumulation
 and clipping); its tests on every backend catch a Keras that moves it.
 """
 
+import os
+
 import keras
 
 # Public `keras.Model(inputs, outputs)` returns an instance of this class,
@@ -114,3 +116,131 @@ def own_losses(model, layers):
             ids.update(getattr(layer, "_loss_ids", ()))
         return [loss for loss in override if id(loss) in ids]
     return [loss for layer in layers for loss in layer._get_own_losses()]
+
+
+def activation_functions():
+    """`(holder, attribute)` for every function through which Keras applies
+    an element-wise activation at run time, on every backend.
+
+    `keras.ops.relu(x)`, `keras.activations.relu(x)`, an `Activation("relu")`
+    layer and a `Dense(activation="relu")` all end in a call of the active
+    backend's `relu` (`keras.src.backend.nn.relu`, the backend module itself,
+    looked up by attribute at each call), so swapping these attributes sees
+    every activation a layer applies in its own code. Keras has no public
+    hook for this. Also here: the two activations Keras computes from
+    several backend calls (`ReLU.static_call`, with `max_value`,
+    `negative_slope` or `threshold`, and mish), seen as one call each.
+    Left out on purpose: `glu` (it halves its input's last axis).
+    """
+    from keras.src import backend
+    from keras.src.activations import activations
+
+    names = (
+        "celu", "elu", "gelu", "hard_shrink", "hard_sigmoid", "hard_silu",
+        "hard_tanh", "leaky_relu", "log_sigmoid", "log_softmax", "relu",
+        "relu6", "selu", "sigmoid", "silu", "soft_shrink", "softmax",
+        "softplus", "softsign", "sparse_plus", "sparse_sigmoid", "sparsemax",
+        "squareplus", "tanh", "tanh_shrink", "threshold",
+    )  # fmt: skip
+    found = [(backend.nn, name) for name in names if hasattr(backend.nn, name)]
+    found.append((backend.numpy, "tanh"))
+    found.append((activations.ReLU, "static_call"))
+    if hasattr(activations, "Mish"):
+        found.append((activations.Mish, "static_call"))
+    return found
+
+
+# The `keras.ops` control flow whose body runs inside a loop, a map or a
+# branch: a tensor made there cannot leave it through `add_loss`.
+CONTROL_FLOW = frozenset(
+    (
+        "associative_scan", "cond", "fori_loop", "map", "scan", "switch",
+        "vectorized_map", "while_loop",
+    )
+)  # fmt: skip
+
+
+def in_keras_control_flow(code):
+    """Whether a frame's code object is one of Keras' control flow ops."""
+    return code.co_name in CONTROL_FLOW and (
+        f"{os.sep}keras{os.sep}src{os.sep}" in code.co_filename
+    )
+
+
+def trace(function, *args, **kwargs):
+    """Runs `function` on symbolic stand-ins of `args` and `kwargs` (which
+    hold `keras.KerasTensor`s), as Keras does to infer a layer's output
+    spec: no graph node is made and no state changes. Keras exports no such
+    function (`keras.src.backend.compute_output_spec`)."""
+    from keras.src import backend
+
+    return backend.compute_output_spec(function, *args, **kwargs)
+
+
+def call_arguments(layer):
+    """`(args, kwargs)` of the first call of `layer` in a graph, as symbolic
+    tensors and plain values (Keras keeps them on the layer's first inbound
+    node); None when the layer was never called on symbolic inputs."""
+    nodes = getattr(layer, "_inbound_nodes", None)
+    if not nodes:
+        return None
+    arguments = nodes[0].arguments
+    return tuple(arguments.args), dict(arguments.kwargs)
+
+
+def keras_mask(tensor):
+    """The Keras mask a tensor carries (`_keras_mask`), or None."""
+    from keras.src import backend
+
+    return backend.get_keras_mask(tensor)
+
+
+def adopt_call_signature(wrapper, layer, add_mask=False):
+    """Makes Keras bind `wrapper`'s calls as it binds `layer`'s.
+
+    Keras binds a call's arguments to the signature of `call` it read at
+    construction (`_call_signature`), to split tensors from other values,
+    fill in `training` and `mask`, and build. A wrapper whose `call` is
+    `(*args, **kwargs)` would refuse keyword-only inputs and see a mix of
+    tensors and non-tensors in `kwargs`; given the wrapped layer's
+    signature, it takes every call the layer takes. With `add_mask`, a
+    keyword-only `mask` is added when the layer's `call` has none, so that
+    Keras passes the input's mask to the wrapper (which does not pass it
+    on).
+    """
+    import inspect
+
+    signature = layer._call_signature
+    parameters = list(signature.parameters.values())
+    if add_mask and "mask" not in signature.parameters:
+        mask = inspect.Parameter(
+            "mask", inspect.Parameter.KEYWORD_ONLY, default=None
+        )
+        at = len(parameters)
+        if parameters and parameters[-1].kind == inspect.Parameter.VAR_KEYWORD:
+            at -= 1
+        parameters.insert(at, mask)
+        signature = signature.replace(parameters=parameters)
+    wrapper._call_signature = signature
+    wrapper.call_signature_parameters = list(signature.parameters)
+    wrapper._call_has_training_arg = "training" in signature.parameters
+    wrapper._call_has_mask_arg = "mask" in signature.parameters
+    wrapper._call_context_args = set(layer._call_context_args)
+    wrapper._call_has_context_arg = {
+        name: name in signature.parameters
+        for name in wrapper._call_context_args
+    }
+
+
+def keep_variable_paths(wrapper, layer):
+    """Gives the variables `layer` makes when it is built inside `wrapper`
+    the paths they would have without the wrapper.
+
+    A variable's path (`"decoder_block_0/ffw_gating/kernel"`) is the name
+    scope it is made in; a wrapper named as the layer would add its own
+    name before it, and layout maps (`keras.distribution.LayoutMap`, e.g.
+    keras_hub's `get_layout_map`) match paths exactly. Keras names the
+    parent of a layer's scope by its `_parent_path`, set once.
+    """
+    if getattr(layer, "_parent_path", None) is None:
+        layer._parent_path = wrapper._parent_path

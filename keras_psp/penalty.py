@@ -64,7 +64,7 @@ def validate_reduction(reduction, name="reduction"):
     return reduction
 
 
-def psp_penalty(z, strength, reduction="sum"):
+def psp_penalty(z, strength, reduction="sum", mask=None):
     """Computes the post-synaptic potential (PSP) penalty of `z`.
 
     `z` holds the pre-activations of one layer for a batch: its first axis is
@@ -86,6 +86,14 @@ def psp_penalty(z, strength, reduction="sum"):
       is done by giving each layer λ/L (`apply_psp(...,
       divide_by_num_layers=True)`), not here.
 
+    With a `mask` (a sequence's Keras mask or padding mask, shape `(B, T)`,
+    true or 1 at real positions), the padded positions add nothing: unit u
+    of `z[b, t, u]` counts only where `mask[b, t]` is set, and `"mean"`
+    divides by the number of units at real positions (`"sum"` still divides
+    by B, as the data loss does). A half-padded batch thus has the penalty
+    of its real positions alone. A mask whose shape is not that of `z`'s
+    leading axes (e.g. for a layer after pooling) is not applied.
+
     The sum is accumulated in float32 whatever the dtype of `z`, so that
     `mixed_float16` models stay finite for activations in the hundreds.
 
@@ -93,6 +101,8 @@ def psp_penalty(z, strength, reduction="sum"):
         z: tensor of rank >= 1 whose first axis is the batch.
         strength: λ, a Python number or a scalar tensor/variable.
         reduction: `"sum"` or `"mean"`, as above.
+        mask: None, or a boolean or 0/1 tensor of `z`'s leading shape
+            (batch, positions), as above.
 
     Returns:
         A float32 scalar tensor.
@@ -113,16 +123,44 @@ def psp_penalty(z, strength, reduction="sum"):
             f"Received a tensor of shape {z.shape}."
         )
     z = ops.convert_to_tensor(z)
-    squares = _sum_of_squares(z)  # float32
     shape = ops.shape(z)  # ints, or scalar tensors where unknown
+    weights = _mask_weights(mask, z)
+    if weights is not None:
+        z = z * ops.cast(weights, z.dtype)
+    squares = _sum_of_squares(z)  # float32
     if reduction == "mean":
+        # Every entry of z, or the units at real positions only.
+        counted = shape if weights is None else shape[len(mask.shape) :]
         count = 1
-        for size in shape:
+        for size in counted:
             count = count * size
-        value = squares / ops.cast(count, "float32")
+        count = ops.cast(count, "float32")
+        if weights is not None:
+            real = ops.sum(ops.cast(mask, "float32"))
+            count = count * ops.maximum(real, 1.0)
+        value = squares / count
     else:
         value = 0.5 * squares / ops.cast(shape[0], "float32")
     return ops.cast(strength, "float32") * value
+
+
+def _mask_weights(mask, z):
+    """`mask` shaped to multiply `z` (ones on its unit axes), or None when
+    there is no mask or it does not cover `z`'s leading axes."""
+    if mask is None or not hasattr(mask, "shape"):
+        return None
+    if len(mask.shape) < 1 or len(mask.shape) > len(z.shape):
+        return None
+    for mask_size, z_size in zip(mask.shape, z.shape, strict=False):
+        if (
+            mask_size is not None
+            and z_size is not None
+            and (mask_size != z_size)
+        ):
+            return None
+    weights = ops.convert_to_tensor(mask)
+    extra = len(z.shape) - len(mask.shape)
+    return ops.reshape(weights, tuple(ops.shape(weights)) + (1,) * extra)
 
 
 @ops.custom_gradient

@@ -20,19 +20,21 @@ z in one of two ways:
   `ACTIVATION_OPS`: z is its input too, unless that input is already an
   activation (the second op of a composite activation, e.g. mish's tanh).
 
-A layer of any other class that holds layers of an `"affine"` class with
-a non-linear activation (a transformer block's feed-forward `Dense`) is
-`"composite"`: its inner pre-activations
-are regularized where they are, and its output is left as it is.
+A layer of any other class that applies activations in its own code (a
+transformer block's feed-forward `Dense` with `gelu`, a gated MLP's
+`silu(gate(x)) * up(x)`, an activation layer or Sequential sub-block it
+holds; `activation_taps` sees them as they run) is `"composite"`: the
+inputs of those activations are regularized where they are, and its
+output is left as it is.
 """
 
 import collections
-import contextlib
 import difflib
 import warnings
 
 import keras
 
+from keras_psp import activation_taps
 from keras_psp import keras_internals
 from keras_psp.layers.psp_layer import PSPLayerMixin
 
@@ -133,7 +135,10 @@ def is_linear(activation):
     """Whether `activation` (a function, a name or None) is the identity."""
     if activation is None:
         return True
-    return keras.activations.get(activation) is keras.activations.linear
+    try:
+        return keras.activations.get(activation) is keras.activations.linear
+    except (TypeError, ValueError):  # a name Keras does not know
+        return False
 
 
 def layer_kind(layer):
@@ -151,55 +156,28 @@ def layer_kind(layer):
     return _registry.get(type(layer))
 
 
-def inner_pre_activation_layers(layer):
-    """The layers inside a built composite `layer` whose pre-activation
-    PSP can regularize: those of an `"affine"` class with a non-linear
-    activation (e.g. a transformer block's feed-forward `Dense`)."""
-    if _contains_recurrence(layer) or _maps_inner_layer(layer):
-        return []  # a loss added inside a loop or a map would leak out
-    return [
-        sublayer
-        for sublayer in keras_internals.sublayers(layer)
-        if layer_kind(sublayer) == AFFINE and not is_linear(sublayer.activation)
-    ]
-
-
-def _is_recurrent(layer):
-    return isinstance(layer, keras.layers.RNN) or hasattr(
-        layer, "recurrent_activation"
-    )
-
-
-def _contains_recurrence(layer):
-    """Whether `layer` is recurrent or holds a recurrent layer (e.g. a
-    `Bidirectional`)."""
-    return _is_recurrent(layer) or any(
-        _is_recurrent(sublayer) for sublayer in keras_internals.sublayers(layer)
-    )
-
-
-def _maps_inner_layer(layer):
-    """Whether `layer` calls its inner layer inside a vectorized map."""
-    return isinstance(layer, keras.layers.TimeDistributed)
+_RECURRENT = (
+    "recurrent layer: it applies its activations inside the recurrence, "
+    "out of reach of `add_loss`, so it has no single pre-activation"
+)
+_MAPPED = "it calls its inner layer inside a map, out of reach of `add_loss`"
 
 
 def skip_reason(layer):
-    """Why a layer that looks as if it had a pre-activation has none we can
-    regularize, or None when it does not look so (or is supported)."""
+    """Why a layer that looks as if it had a pre-activation of its own (it
+    holds an `activation`, or is recurrent) cannot be wrapped whole, or
+    None when it does not look so (or is supported)."""
     if layer_kind(layer) is not None:
         return None
-    if _contains_recurrence(layer):
-        return (
-            "recurrent layer: it applies its activation inside the "
-            "recurrence, so it has no single pre-activation"
-        )
-    if _maps_inner_layer(layer):
-        return (
-            "it calls its inner layer inside a vectorized map, out of reach "
-            "of `add_loss`"
-        )
+    if activation_taps.is_recurrent(layer) or any(
+        activation_taps.is_recurrent(sublayer)
+        for sublayer in keras_internals.sublayers(layer)
+    ):
+        return _RECURRENT
+    if isinstance(layer, keras.layers.TimeDistributed):
+        return _MAPPED
     activation = getattr(layer, "activation", None)
-    if callable(activation) and not is_linear(activation):
+    if activation is not None and not is_linear(activation):
         return (
             f"its class {type(layer).__name__} is not known to apply "
             "`activation` to its affine output (its output may not be "
@@ -209,42 +187,96 @@ def skip_reason(layer):
     return None
 
 
-class _Tap:
-    """Stands in for an inner layer's activation: hands z to `take`, then
-    applies the original activation, so the output is unchanged."""
-
-    def __init__(self, take, activation):
-        self.take = take
-        self.activation = activation
-
-    def __call__(self, z):
-        self.take(z)
-        return self.activation(z)
-
-
-@contextlib.contextmanager
-def tap_inner_pre_activations(layers, take):
-    """While active, every z of the `"affine"` `layers` (those inside a
-    composite layer, see `inner_pre_activation_layers`) is handed to
-    `take(z)` when the layer runs. The activations are swapped only for
-    that time, so the layers are never changed under another model."""
-    originals = [layer.activation for layer in layers]
-    for layer, activation in zip(layers, originals, strict=True):
-        layer.activation = _Tap(take, activation)
+def _unknown_layer(layer):
+    """`(composite, reasons)` for a layer of no known kind: whether it
+    applies activations in its own code that PSP can regularize (seen in a
+    symbolic run of its first call), and why each it applies that PSP
+    cannot regularize is left out."""
+    if activation_taps.is_recurrent(layer):
+        return False, [_RECURRENT]
+    if _is_keras_leaf(layer):
+        return False, []
     try:
-        yield
-    finally:
-        for layer, activation in zip(layers, originals, strict=True):
-            layer.activation = activation
+        watched = _traced_watch(layer)
+    except Exception as error:  # named in the warning, never silent
+        lines = str(error).strip().splitlines() or [""]
+        return False, [
+            f"its call could not be run symbolically "
+            f"({type(error).__name__}: {lines[0][:200]}), so PSP cannot see "
+            "which activations it applies"
+        ]
+    if watched is None:
+        return False, []
+    reasons = [
+        reason
+        if inner is layer
+        else f"inner layer '{inner.name}' ({type(inner).__name__}): {reason}"
+        for inner, reason in watched.skipped
+    ]
+    activation = getattr(layer, "activation", None)
+    if not watched.count and not reasons and activation is not None:
+        if not is_linear(activation):
+            reasons.append(
+                "it holds a non-linear `activation` but applies no Keras "
+                "activation function in its call (it may compute it with "
+                "backend code), so PSP cannot see z: write the non-linearity"
+                " with `keras.activations` or `keras.ops`, or, if the layer "
+                "returns activation(z) of its affine output with nothing "
+                "after it, declare its class with "
+                "`keras_psp.register_pre_activation_layer`"
+            )
+    return watched.count > 0, reasons
 
 
-def inner_pre_activations(layer, inner_layers, *args, **kwargs):
-    """Calls a composite `layer` and returns the list of z's of its
-    `inner_layers` (see `inner_pre_activation_layers`) in that call."""
+def watch_call(layer, *args, **kwargs):
+    """Calls `layer` and returns `(outputs, watch)`: the `Watch` of the
+    activations it applied in its own code (see `activation_taps`), their
+    z's in `watch.found`."""
     found = []
-    with tap_inner_pre_activations(inner_layers, found.append):
-        layer(*args, **kwargs)
-    return found
+    with activation_taps.watch(layer, found.append) as watched:
+        outputs = layer(*args, **kwargs)
+    watched.found = found
+    return outputs, watched
+
+
+def inner_pre_activations(layer, *args, **kwargs):
+    """Calls a composite `layer` and returns the list of z's of the
+    activations it applies in its own code in that call."""
+    return watch_call(layer, *args, **kwargs)[1].found
+
+
+def _traced_watch(layer):
+    """The `Watch` of one symbolic run of `layer` on the arguments of its
+    first call in the graph (no node is added, nothing changes), or None
+    when it was not called in a graph. Raises what the run raises."""
+    arguments = keras_internals.call_arguments(layer)
+    if arguments is None:
+        return None
+    args, kwargs = arguments
+    with activation_taps.watch(layer, lambda z: None) as watched:
+        keras_internals.trace(layer.__call__, *args, **kwargs)
+    return watched
+
+
+def _is_keras_leaf(layer):
+    """A Keras layer that holds no layer and runs no user code: it applies
+    no activation of its own unless its class is registered (an affine or
+    activation layer), so it need not be traced."""
+    return (
+        type(layer).__module__.startswith("keras.src.layers.")
+        and not isinstance(layer, keras.layers.Lambda)
+        and not keras_internals.sublayers(layer)
+    )
+
+
+def describe_skipped(skipped):
+    """` Unregularized: ...` for `(layer, reason)` pairs, or ''."""
+    if not skipped:
+        return ""
+    return " Unregularized: " + "; ".join(
+        f"'{layer.name}' ({type(layer).__name__}): {reason}"
+        for layer, reason in skipped
+    )
 
 
 def affine_output(layer, *args, **kwargs):
@@ -259,6 +291,24 @@ def affine_output(layer, *args, **kwargs):
         return layer(*args, **kwargs)
     finally:
         layer.activation = activation
+
+
+# The arguments by which keras_hub and Keras layers take a sequence's padding.
+MASK_ARGUMENTS = ("mask", "padding_mask", "decoder_padding_mask")
+
+
+def call_mask(args, kwargs):
+    """The padding mask of a layer call: its `mask`, `padding_mask` or
+    `decoder_padding_mask` argument, else the Keras mask its first input
+    carries; None when it has none."""
+    for name in MASK_ARGUMENTS:
+        if kwargs.get(name) is not None:
+            return kwargs[name]
+    first = args[0] if args else next(iter(kwargs.values()), None)
+    first = keras.tree.flatten(first)[0] if first is not None else None
+    if first is None:
+        return None
+    return keras_internals.keras_mask(first)
 
 
 def check_affine_layer(layer, argument="layer"):
@@ -368,15 +418,20 @@ def _is_activation_output(tensor):
         inner = source.outputs[keras_internals.output_index(tensor)]
         return _is_activation_output(inner)
     kind = layer_kind(source)
-    if kind in (PSP, ACTIVATION):
+    if kind == PSP:
         return True
+    if kind == ACTIVATION:
+        return not (
+            isinstance(source, keras.layers.Activation)
+            and is_linear(source.activation)
+        )
     return kind == AFFINE and not is_linear(source.activation)
 
 
 def _acts_on_a_pre_activation(operation):
-    """Whether an activation op node's one input is a z: not when it is
-    another activation's output (the second op of a composite activation)
-    or when the node takes more than one tensor."""
+    """Whether an activation (layer or op node) acts on a z: not when its
+    input is another activation's output (or a PSP layer's, regularized
+    already), nor when it takes more than one tensor."""
     nodes = getattr(operation, "_inbound_nodes", None)
     if not nodes or len(nodes[0].input_tensors) != 1:
         return False
@@ -430,23 +485,25 @@ def output_layers(model):
     return found
 
 
-def _fed_by_linear_psp_layer(layer):
-    """Whether an activation layer's input is a linear PSP layer's output,
-    which is regularized already (e.g. PSP logits before a softmax)."""
-    source = keras_internals.producer(keras_internals.first_call_input(layer))
-    if not isinstance(source, PSPLayerMixin):
-        return False
-    activation = getattr(
-        source, "psp_activation", getattr(source, "activation", None)
-    )
-    return is_linear(activation)
-
-
 def find_pre_activations(model, regularize_logits=True):
     """Finds every pre-activation of a Sequential or functional model.
 
-    Nested Sequential and functional models are entered; the layers inside
-    other layers are not.
+    Nested Sequential and functional models are entered. A layer of no
+    known kind (see `layer_kind`) is run once symbolically on the arguments
+    of its first call: if it applies activations in its own code (a
+    transformer block's feed-forward `Dense(..., activation="gelu")`, a
+    gated MLP's `silu(gate(x)) * up(x)`, `keras.ops.relu`, an activation
+    layer or Sequential sub-block it holds, at any depth), it is
+    `"composite"`.
+
+    One rule says which activation has a z, for layers, `keras.ops` calls
+    and the code inside composite layers alike: an activation whose input
+    is another activation's output (an activation layer's or op's, a layer
+    with a non-linear `activation`'s, or a PSP layer's) has none of its
+    own: `relu(relu(z))` is one term, and so is mish's
+    `tanh(softplus(z))`. Inside composite layers, softmax (and
+    log-softmax, sparsemax) and the non-linearities an attention layer
+    applies to its scores are not neurons' activations and are left out.
 
     Args:
         model: a built Sequential or functional `keras.Model`.
@@ -456,9 +513,10 @@ def find_pre_activations(model, regularize_logits=True):
     Returns:
         `(found, skipped)`: a list of `PreActivation` in graph order (the
         layers `apply_psp` regularizes, and the PSP layers already there),
-        and a list of `SkippedLayer` for the layers that look as if they
-        had a pre-activation but are not known to (recurrent layers,
-        composite layers of unregistered classes).
+        and a list of `SkippedLayer` for each non-linearity PSP cannot
+        regularize, with the reason (recurrent layers, activations inside a
+        `keras.ops` loop, a layer whose call cannot be run symbolically, a
+        non-linearity computed outside Keras' activation functions).
     """
     outputs = {id(layer) for layer in output_layers(model)}
     found, skipped = [], []
@@ -473,11 +531,11 @@ def find_pre_activations(model, regularize_logits=True):
         elif kind == PSP:
             found.append(PreActivation(layer, kind, path))
         elif kind is None:
-            if inner_pre_activation_layers(layer):
+            composite, reasons = _unknown_layer(layer)
+            if composite:
                 found.append(PreActivation(layer, COMPOSITE, path))
-                continue
-            reason = skip_reason(layer)
-            if reason is not None:
+            if reasons:
+                reason = "; ".join(dict.fromkeys(reasons))
                 skipped.append(SkippedLayer(layer, reason, path))
         elif is_output and not regularize_logits:
             continue
@@ -488,7 +546,7 @@ def find_pre_activations(model, regularize_logits=True):
             layer.activation
         ):
             continue
-        elif not _fed_by_linear_psp_layer(layer):
+        elif _acts_on_a_pre_activation(layer):
             found.append(PreActivation(layer, kind, path))
     return found, skipped
 

@@ -3,7 +3,6 @@
 import keras
 
 from keras_psp import cloning
-from keras_psp import keras_internals
 from keras_psp import pre_activations
 from keras_psp.layers.inner_pre_activation_regularizer import (
     InnerPreActivationRegularizer,
@@ -15,8 +14,8 @@ from keras_psp.layers.psp_layer import PSPLayerMixin
 
 
 def _plain_copy(layer):
-    """`(copy, source)`: a plain Keras layer equal to `layer` in the
-    forward pass, and the layer whose weights it takes once built."""
+    """`(copy, after)`: a plain Keras layer equal to `layer` in the forward
+    pass, and the function that gives it `layer`'s state once built."""
     if isinstance(layer, PreActivationRegularizer):
         inner = layer.layer
         config = inner.get_config()
@@ -25,24 +24,25 @@ def _plain_copy(layer):
         copy = cloning.from_config(
             type(inner), config, inner, activation=layer.activation
         )
-        return copy, inner
+        return copy, lambda: cloning.copy_state(inner, copy)
     if isinstance(layer, InnerPreActivationRegularizer):
-        inner = layer.layer
-        config = inner.get_config()
-        config["name"] = layer.name
-        return cloning.from_config(type(inner), config, inner), inner
+        copy = cloning.copy_layer(layer.layer)
+        copy.name = layer.name
+        return copy, lambda: cloning.copy_state(layer.layer, copy)
     if isinstance(layer, PSPAffineMixin):
         config = layer.get_config()
         for key in ("strength", "reduction"):
             config.pop(key)
-        return (
-            cloning.from_config(
-                layer.base_layer_class,
-                config,
-                layer,
-                activation=layer.psp_activation,
-            ),
+        copy = cloning.from_config(
+            layer.base_layer_class,
+            config,
             layer,
+            activation=layer.psp_activation,
+        )
+        # λ is the only weight the plain layer lacks.
+        weights = [w for w in layer.weights if w is not layer.strength]
+        return copy, lambda: copy.set_weights(
+            [keras.ops.convert_to_numpy(w) for w in weights]
         )
     if isinstance(layer, PSPActivation):
         activation = layer.activation
@@ -51,15 +51,40 @@ def _plain_copy(layer):
         ):
             # `apply_psp` made it of a `keras.ops` activation node: that
             # node is put back.
-            operation = activation.activation
-            return cloning.copy_layer(operation), None
+            return cloning.copy_layer(activation.activation), lambda: None
         if isinstance(activation, keras.layers.Layer):
-            config = activation.get_config()
-            config["name"] = layer.name
-            copy = cloning.from_config(type(activation), config, activation)
-            return copy, activation
-        return keras.layers.Activation(activation, name=layer.name), None
-    return cloning.copy_layer(layer), layer
+            copy = cloning.copy_layer(activation)
+            copy.name = layer.name
+            return copy, lambda: cloning.copy_state(activation, copy)
+        copy = keras.layers.Activation(activation, name=layer.name)
+        return copy, lambda: None
+    if not isinstance(layer, keras.layers.Layer):  # a `keras.ops` node
+        return cloning.copy_layer(layer), lambda: None
+    copy = cloning.copy_layer(layer)
+    return copy, lambda: cloning.copy_state(layer, copy)
+
+
+def _plain_layer(layer):
+    """The layer a PSP layer holds, itself (shared with the model) when it
+    cannot be copied; raises for a PSP layer that holds none."""
+    if isinstance(layer, PreActivationRegularizer):
+        if layer.activation is not keras.activations.get(
+            layer.layer.activation
+        ):
+            raise ValueError(
+                f"'{layer.name}' applies another activation than the layer "
+                "it wraps, which cannot be copied."
+            )
+        return layer.layer
+    if isinstance(layer, InnerPreActivationRegularizer):
+        return layer.layer
+    if isinstance(layer, PSPActivation) and isinstance(
+        layer.activation, keras.layers.Layer
+    ):
+        return layer.activation
+    if isinstance(layer, PSPLayerMixin):
+        raise ValueError(f"'{layer.name}' cannot be copied.")
+    return layer
 
 
 def strip_psp(model):
@@ -78,7 +103,10 @@ def strip_psp(model):
       `Activation` layer.
 
     Nested Sequential and functional models are stripped too. The original
-    model is left unchanged.
+    model is left unchanged; its layers' state is copied as `.keras` saving
+    copies it (variables and assets). A layer that cannot be copied from its
+    config is used as it is (the two models then share it), named in a
+    `UserWarning`.
 
     Args:
         model: a built Sequential or functional model (e.g. a
@@ -99,26 +127,6 @@ def strip_psp(model):
     ['Dense']
     """
     cloning.check_graph_model(model, "strip_psp")
-    copies = []
-
-    def clone_layer(layer):
-        if keras_internals.is_graph_model(layer):
-            return strip_psp(layer)
-        copy, source = _plain_copy(layer)
-        if isinstance(source, keras.layers.Layer):
-            copies.append((source, copy))
-        return copy
-
-    clone = keras.models.clone_model(model, clone_function=clone_layer)
-    for source, copy in copies:
-        strength = getattr(source, "strength", None)
-        if not isinstance(source, PSPLayerMixin):
-            strength = None  # λ is the only weight the plain layer lacks
-        copy.set_weights(
-            [
-                keras.ops.convert_to_numpy(w)
-                for w in source.weights
-                if w is not strength
-            ]
-        )
+    clone, fallbacks = cloning.convert_graph(model, _plain_copy, _plain_layer)
+    cloning.warn_shared(fallbacks, "strip_psp")
     return cloning.rebuild(model, clone, keras.Sequential, keras.Model)

@@ -41,12 +41,7 @@ class _PreActivationProbe(keras.layers.Layer):
         if kind == pre_activations.ACTIVATION:
             return [args[0]]  # z is its input
         # A composite layer: its inner pre-activations.
-        return pre_activations.inner_pre_activations(
-            target,
-            pre_activations.inner_pre_activation_layers(target),
-            *args,
-            **kwargs,
-        )
+        return pre_activations.inner_pre_activations(target, *args, **kwargs)
 
     def call(self, *args, **kwargs):
         (target,) = self._target

@@ -4,17 +4,10 @@ block), leaving its output unchanged."""
 import keras
 from keras import ops
 
+from keras_psp import activation_taps
+from keras_psp import keras_internals
 from keras_psp import pre_activations
 from keras_psp.layers.psp_layer import PSPLayerMixin
-
-
-class _InnerLayers:
-    """The inner layers, found once the composite layer is built; a plain
-    holder, out of reach of Keras' tracking (which refuses new state once
-    the wrapper is built)."""
-
-    def __init__(self):
-        self.layers = None
 
 
 @keras.saving.register_keras_serializable(package="keras_psp")
@@ -22,23 +15,33 @@ class InnerPreActivationRegularizer(PSPLayerMixin, keras.layers.Wrapper):
     """Adds PSP to the pre-activations inside a composite layer.
 
     A composite layer (a transformer block such as keras_hub's
-    `TransformerEncoder`, your own block) may hold
-    layers with an activation (e.g. the feed-forward `Dense` with `gelu`),
-    but its own output is not `activation(z)`, so it cannot be wrapped
-    whole. This wrapper regularizes each of those inner pre-activations
-    instead: during the wrapper's call, the `activation` of each inner
-    layer of a registered affine class (see
-    `keras_psp.register_pre_activation_layer`) whose activation is not
-    linear is swapped for one that adds `psp_penalty(z, strength,
-    reduction)` to the wrapper's losses and then applies the original
-    activation; after the call it is swapped back, so the composite layer
-    is never changed under another model that uses it. Its output is
-    unchanged. `apply_psp` uses this wrapper for every layer of an
-    unregistered class that holds such inner layers.
+    `TransformerEncoder` or `LlamaTransformerDecoder`, a residual block, your
+    own block) applies activations in its own code: an inner
+    `Dense(..., activation="gelu")`, a gated MLP's
+    `keras.activations.silu(gate(x)) * up(x)`, `keras.ops.relu(h)`, an
+    `Activation` layer or a Sequential sub-block it holds, at any depth. Its
+    own output is not `activation(z)`, so it cannot be wrapped whole. This
+    wrapper regularizes the input z of each of those activations instead,
+    one term per activation call: while the wrapped layer runs, the
+    backend's activation functions hand their input to
+    `psp_penalty(z, strength, reduction)` before they compute the same
+    output (see `keras_psp.activation_taps` for the rule: the softmax and
+    soft-capping of attention scores are not neurons' activations and are
+    left out, an activation of another activation's output has no z of its
+    own). Nothing in the layer changes; its output is the same.
+
+    The wrapper takes every call the wrapped layer takes (keyword-only
+    arguments, tensors beside other values, `training`, masks). When the
+    call has a padding mask (a `mask`, `padding_mask` or
+    `decoder_padding_mask` argument, or the Keras mask of its first input),
+    padded positions add nothing to the terms whose z has the mask's
+    leading shape. `apply_psp` uses this wrapper for every layer that
+    applies activations in its own code and is not itself an affine or
+    activation layer.
 
     Args:
-        layer: a `keras.layers.Layer` holding, once built, at least one
-            inner layer with a pre-activation.
+        layer: a `keras.layers.Layer` that applies at least one activation
+            in its call (checked at the first call).
         strength: λ, a finite float >= 0 (finite in float32), shared by all
             the inner pre-activations, in the non-trainable float32 variable
             `self.strength`.
@@ -83,37 +86,36 @@ class InnerPreActivationRegularizer(PSPLayerMixin, keras.layers.Wrapper):
         super().__init__(layer, **kwargs)
         self._init_psp(strength, reduction)
         self.supports_masking = layer.supports_masking
-        self._inner = _InnerLayers()
+        keras_internals.adopt_call_signature(self, layer)
 
-    def build(self, input_shape=None):
-        # A layer that needs more than its first input's shape to build
-        # builds itself on its first call instead (see `call`).
-        if not self.layer.built and input_shape is not None:
-            self.layer.build(input_shape)
+    def build(self, *args, **kwargs):
+        # Called by Keras with no shape (the layer then builds itself on its
+        # first call, from whatever arguments its own `build` takes), or by
+        # hand with the layer's build arguments; either way with the
+        # variable paths the layer has unwrapped.
+        keras_internals.keep_variable_paths(self, self.layer)
+        if (args or kwargs) and not self.layer.built:
+            self.layer.build(*args, **kwargs)
         self.built = True
 
-    def _inner_layers(self):
-        if self._inner.layers is None:
-            layers = pre_activations.inner_pre_activation_layers(self.layer)
-            if not layers:
-                raise ValueError(
-                    f"Argument `layer` ('{self.layer.name}', a "
-                    f"{type(self.layer).__name__}) holds no inner layer with "
-                    "a pre-activation to regularize."
-                )
-            self._inner.layers = layers
-        return self._inner.layers
-
-    # `inputs` is named so that Keras builds the wrapper with its shape.
-    def call(self, inputs, *args, **kwargs):
-        if not self.layer.built:
-            # Its inner layers are made when it is built by a first call.
-            self.layer(inputs, *args, **kwargs)
-        with pre_activations.tap_inner_pre_activations(
-            self._inner_layers(), self.add_psp_loss
-        ):
-            outputs = self.layer(inputs, *args, **kwargs)
+    def call(self, *args, **kwargs):
+        mask = pre_activations.call_mask(args, kwargs)
+        outputs, watched = self._watched_call(
+            lambda z: self.add_psp_loss(z, mask), args, kwargs
+        )
+        if not watched.count:
+            raise ValueError(
+                f"Argument `layer` ('{self.layer.name}', a "
+                f"{type(self.layer).__name__}) applies no activation PSP can "
+                "regularize in its call."
+                + pre_activations.describe_skipped(watched.skipped)
+            )
         return self._in_compute_dtype(outputs)
+
+    def _watched_call(self, take, args, kwargs):
+        with activation_taps.watch(self.layer, take) as watched:
+            outputs = self.layer(*args, **kwargs)
+        return outputs, watched
 
     def _in_compute_dtype(self, outputs):
         """Float outputs in the wrapper's compute dtype (the wrapped layer's,
@@ -127,8 +129,8 @@ class InnerPreActivationRegularizer(PSPLayerMixin, keras.layers.Wrapper):
             outputs,
         )
 
-    def compute_output_spec(self, inputs, *args, **kwargs):
-        spec = super().compute_output_spec(inputs, *args, **kwargs)
+    def compute_output_spec(self, *args, **kwargs):
+        spec = super().compute_output_spec(*args, **kwargs)
         return keras.tree.map_structure(
             lambda x: (
                 keras.KerasTensor(x.shape, self.compute_dtype)
@@ -138,11 +140,11 @@ class InnerPreActivationRegularizer(PSPLayerMixin, keras.layers.Wrapper):
             spec,
         )
 
-    def pre_activation(self, inputs, *args, **kwargs):
+    def pre_activation(self, *args, **kwargs):
         """Returns the list of inner pre-activations z for these inputs."""
-        return pre_activations.inner_pre_activations(
-            self.layer, self._inner_layers(), inputs, *args, **kwargs
-        )
+        found = []
+        self._watched_call(found.append, args, kwargs)
+        return found
 
     def compute_mask(self, inputs, mask=None):
         return self.layer.compute_mask(inputs, mask)

@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from keras_psp import keras_internals
 from keras_psp import pre_activations
 from keras_psp.layers.psp_layer import PSPLayerMixin
 
@@ -19,6 +20,10 @@ class PreActivationRegularizer(PSPLayerMixin, keras.layers.Wrapper):
     The wrapped layer is called with its activation swapped for a linear
     one during the wrapper's call only, so a layer that another model also
     uses is never changed under that model (the two share its weights).
+    The wrapper takes every call the wrapped layer takes (same arguments,
+    keyword-only ones and `training` included); in a masked sequence (the
+    input carries a Keras mask), padded positions add nothing to the
+    penalty (see `keras_psp.psp_penalty`).
 
     Args:
         layer: a layer whose class is known to apply its `activation` to its
@@ -66,21 +71,29 @@ class PreActivationRegularizer(PSPLayerMixin, keras.layers.Wrapper):
             activation = layer.activation
         self.activation = keras.activations.get(activation)
         self.supports_masking = layer.supports_masking
+        keras_internals.adopt_call_signature(self, layer)
+
+    def build(self, *args, **kwargs):
+        # Called by Keras with no shape (the layer then builds itself on its
+        # first call, from whatever arguments its own `build` takes), or by
+        # hand with the layer's build arguments; either way with the
+        # variable paths the layer has unwrapped.
+        keras_internals.keep_variable_paths(self, self.layer)
+        if (args or kwargs) and not self.layer.built:
+            self.layer.build(*args, **kwargs)
+        self.built = True
 
     def pre_activation(self, inputs):
         """Returns z, the wrapped layer's affine output, for `inputs`."""
         return pre_activations.affine_output(self.layer, inputs)
 
-    def call(self, inputs, *args, **kwargs):
-        z = pre_activations.affine_output(self.layer, inputs, *args, **kwargs)
-        self.add_psp_loss(z)
+    def call(self, *args, **kwargs):
+        z = pre_activations.affine_output(self.layer, *args, **kwargs)
+        self.add_psp_loss(z, pre_activations.call_mask(args, kwargs))
         return ops.cast(self.activation(z), self.compute_dtype)
 
     def compute_mask(self, inputs, mask=None):
         return self.layer.compute_mask(inputs, mask)
-
-    def compute_output_shape(self, input_shape):
-        return self.layer.compute_output_shape(input_shape)
 
     def get_config(self):
         config = super().get_config()

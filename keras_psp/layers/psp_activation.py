@@ -41,7 +41,8 @@ class PSPActivation(PSPLayerMixin, keras.layers.Layer):
         strength: λ, a finite float >= 0 (finite in float32), stored in
             the non-trainable float32 variable `self.strength`.
         reduction: `"sum"` (paper eq. 7) or `"mean"` (the authors' code); see
-            `keras_psp.psp_penalty`.
+            `keras_psp.psp_penalty`. In a masked sequence (Keras passes
+            the input's mask), padded positions add nothing.
         **kwargs: base layer arguments (`name`, `dtype`, ...). The output
             is cast to this layer's compute dtype, whatever the dtype policy
             of an activation layer given as `activation`.
@@ -79,8 +80,8 @@ class PSPActivation(PSPLayerMixin, keras.layers.Layer):
         """Returns z: the activation's input itself."""
         return inputs
 
-    def call(self, inputs):
-        self.add_psp_loss(inputs)
+    def call(self, inputs, mask=None):
+        self.add_psp_loss(inputs, mask)
         # An activation layer of another dtype policy (e.g. a float32
         # `PReLU` in a mixed precision model) must not change the output's.
         return ops.cast(self.activation(inputs), self.compute_dtype)

@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_psp import cloning
+from keras_psp import keras_internals
 from keras_psp.penalty import psp_penalty
 from keras_psp.penalty import validate_reduction
 from keras_psp.penalty import validate_strength
@@ -33,9 +34,10 @@ class PSPLayerMixin:
             autocast=False,
         )
 
-    def add_psp_loss(self, z):
-        """Adds the PSP penalty of the pre-activation `z` with `add_loss`."""
-        self.add_loss(psp_penalty(z, self.strength, self.reduction))
+    def add_psp_loss(self, z, mask=None):
+        """Adds the PSP penalty of the pre-activation `z` with `add_loss`;
+        positions where `mask` is off add nothing (see `psp_penalty`)."""
+        self.add_loss(psp_penalty(z, self.strength, self.reduction, mask))
 
     def _psp_config(self):
         return {
@@ -67,7 +69,7 @@ class PSPAffineMixin(PSPLayerMixin):
 
     def call(self, inputs, *args, **kwargs):
         z = super().call(inputs, *args, **kwargs)
-        self.add_psp_loss(z)
+        self.add_psp_loss(z, keras_internals.keras_mask(inputs))
         return self.psp_activation(z)
 
     def get_config(self):
