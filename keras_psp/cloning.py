@@ -7,7 +7,6 @@ import types
 import warnings
 
 import keras
-import numpy as np
 
 from keras_psp import keras_internals
 

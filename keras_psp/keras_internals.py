@@ -244,3 +244,17 @@ def keep_variable_paths(wrapper, layer):
     """
     if getattr(layer, "_parent_path", None) is None:
         layer._parent_path = wrapper._parent_path
+
+
+def build_as_called(wrapper, layer, call_spec):
+    """Builds `layer`, held by `wrapper`, as Keras would build it if the
+    call `wrapper` received (bound to `layer`'s signature, see
+    `adopt_call_signature`) were made to `layer` itself: `_maybe_build`
+    gives its `build` the shapes of the arguments it names, or nothing
+    (`def build(self)`), or builds it by a symbolic run of its call. Done in
+    `layer`'s own name scope, under the wrapper's parent, so its variables
+    get the paths they have unwrapped (see `keep_variable_paths`)."""
+    keep_variable_paths(wrapper, layer)
+    if not layer.built:
+        with layer._open_name_scope():
+            layer._maybe_build(call_spec)

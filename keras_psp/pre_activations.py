@@ -252,7 +252,16 @@ def _traced_watch(layer):
     arguments = keras_internals.call_arguments(layer)
     if arguments is None:
         return None
-    args, kwargs = arguments
+    # Dense stand-ins: a spec Keras marks sparse (e.g. keras_hub's scaled
+    # embeddings on TensorFlow) is a dense tensor when the model runs.
+    args, kwargs = keras.tree.map_structure(
+        lambda x: (
+            keras.KerasTensor(x.shape, x.dtype)
+            if isinstance(x, keras.KerasTensor)
+            else x
+        ),
+        arguments,
+    )
     with activation_taps.watch(layer, lambda z: None) as watched:
         keras_internals.trace(layer.__call__, *args, **kwargs)
     return watched

@@ -5,13 +5,12 @@ import keras
 from keras import ops
 
 from keras_psp import activation_taps
-from keras_psp import keras_internals
 from keras_psp import pre_activations
-from keras_psp.layers.psp_layer import PSPLayerMixin
+from keras_psp.layers.psp_wrapper import PSPWrapperMixin
 
 
 @keras.saving.register_keras_serializable(package="keras_psp")
-class InnerPreActivationRegularizer(PSPLayerMixin, keras.layers.Wrapper):
+class InnerPreActivationRegularizer(PSPWrapperMixin, keras.layers.Wrapper):
     """Adds PSP to the pre-activations inside a composite layer.
 
     A composite layer (a transformer block such as keras_hub's
@@ -84,19 +83,7 @@ class InnerPreActivationRegularizer(PSPLayerMixin, keras.layers.Wrapper):
         if kwargs.get("dtype") is None:
             kwargs["dtype"] = layer.dtype_policy
         super().__init__(layer, **kwargs)
-        self._init_psp(strength, reduction)
-        self.supports_masking = layer.supports_masking
-        keras_internals.adopt_call_signature(self, layer)
-
-    def build(self, *args, **kwargs):
-        # Called by Keras with no shape (the layer then builds itself on its
-        # first call, from whatever arguments its own `build` takes), or by
-        # hand with the layer's build arguments; either way with the
-        # variable paths the layer has unwrapped.
-        keras_internals.keep_variable_paths(self, self.layer)
-        if (args or kwargs) and not self.layer.built:
-            self.layer.build(*args, **kwargs)
-        self.built = True
+        self._init_wrapper(strength, reduction)
 
     def call(self, *args, **kwargs):
         mask = pre_activations.call_mask(args, kwargs)
@@ -129,25 +116,11 @@ class InnerPreActivationRegularizer(PSPLayerMixin, keras.layers.Wrapper):
             outputs,
         )
 
-    def compute_output_spec(self, *args, **kwargs):
-        spec = super().compute_output_spec(*args, **kwargs)
-        return keras.tree.map_structure(
-            lambda x: (
-                keras.KerasTensor(x.shape, self.compute_dtype)
-                if keras.backend.is_float_dtype(x.dtype)
-                else x
-            ),
-            spec,
-        )
-
     def pre_activation(self, *args, **kwargs):
         """Returns the list of inner pre-activations z for these inputs."""
         found = []
         self._watched_call(found.append, args, kwargs)
         return found
-
-    def compute_mask(self, inputs, mask=None):
-        return self.layer.compute_mask(inputs, mask)
 
     def get_config(self):
         config = super().get_config()

@@ -3,13 +3,12 @@
 import keras
 from keras import ops
 
-from keras_psp import keras_internals
 from keras_psp import pre_activations
-from keras_psp.layers.psp_layer import PSPLayerMixin
+from keras_psp.layers.psp_wrapper import PSPWrapperMixin
 
 
 @keras.saving.register_keras_serializable(package="keras_psp")
-class PreActivationRegularizer(PSPLayerMixin, keras.layers.Wrapper):
+class PreActivationRegularizer(PSPWrapperMixin, keras.layers.Wrapper):
     """Adds post-synaptic potential (PSP) regularization to a layer.
 
     The wrapped layer's affine part produces the pre-activation `z`; the
@@ -66,22 +65,10 @@ class PreActivationRegularizer(PSPLayerMixin, keras.layers.Wrapper):
         if kwargs.get("dtype") is None:
             kwargs["dtype"] = layer.dtype_policy
         super().__init__(layer, **kwargs)
-        self._init_psp(strength, reduction)
+        self._init_wrapper(strength, reduction)
         if activation is None:
             activation = layer.activation
         self.activation = keras.activations.get(activation)
-        self.supports_masking = layer.supports_masking
-        keras_internals.adopt_call_signature(self, layer)
-
-    def build(self, *args, **kwargs):
-        # Called by Keras with no shape (the layer then builds itself on its
-        # first call, from whatever arguments its own `build` takes), or by
-        # hand with the layer's build arguments; either way with the
-        # variable paths the layer has unwrapped.
-        keras_internals.keep_variable_paths(self, self.layer)
-        if (args or kwargs) and not self.layer.built:
-            self.layer.build(*args, **kwargs)
-        self.built = True
 
     def pre_activation(self, inputs):
         """Returns z, the wrapped layer's affine output, for `inputs`."""
@@ -91,9 +78,6 @@ class PreActivationRegularizer(PSPLayerMixin, keras.layers.Wrapper):
         z = pre_activations.affine_output(self.layer, *args, **kwargs)
         self.add_psp_loss(z, pre_activations.call_mask(args, kwargs))
         return ops.cast(self.activation(z), self.compute_dtype)
-
-    def compute_mask(self, inputs, mask=None):
-        return self.layer.compute_mask(inputs, mask)
 
     def get_config(self):
         config = super().get_config()
