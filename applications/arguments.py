@@ -167,6 +167,27 @@ def add_backend_option(parser, backends=("tensorflow", "jax", "torch")):
     )
 
 
+def use_backend(args, error):
+    """Makes `args.backend` (from `add_backend_option`), if given, the
+    backend Keras runs on: sets KERAS_BACKEND before Keras is imported.
+    Calls `error(message)` (which must not return) when Keras already runs
+    on another backend in this process."""
+    import os
+    import sys
+
+    if not args.backend:
+        return
+    if "keras" in sys.modules:
+        import keras
+
+        if keras.backend.backend() != args.backend:
+            error(
+                f"argument --backend: Keras already runs on "
+                f"{keras.backend.backend()} in this process"
+            )
+    os.environ["KERAS_BACKEND"] = args.backend
+
+
 def parser(module, doc, epilog=None):
     """The `ArgumentParser` of the program `module` (run as `python -m
     module`), whose description is the program's docstring (its usage

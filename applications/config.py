@@ -274,7 +274,7 @@ def parse_args(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     complete(args, parser.error)
-    _use_backend(args, parser.error)
+    arguments.use_backend(args, parser.error)
     check_distribution(args, parser.error)
     check_run_dir(args, parser.error)
     if args.tensorboard and not _installed("tensorboard"):
@@ -314,7 +314,7 @@ def run_config(runs_dir="runs", check=True, **settings):
             )
         setattr(args, name, value)
     complete(args, _raise, runs_dir)
-    _use_backend(args, _raise)
+    arguments.use_backend(args, _raise)
     check_distribution(args, _raise)
     if check:
         check_run_dir(args)
@@ -385,22 +385,6 @@ def _complete_comparison(args, error):
         for name, default in SOFT_DIAMOND.items():
             if getattr(args, name) != default:
                 error(f"argument --{name}: needs --comparison soft_diamond")
-
-
-def _use_backend(args, error):
-    import sys
-
-    if not args.backend:
-        return
-    if "keras" in sys.modules:
-        import keras
-
-        if keras.backend.backend() != args.backend:
-            error(
-                f"argument --backend: Keras already runs on "
-                f"{keras.backend.backend()} in this process"
-            )
-    os.environ["KERAS_BACKEND"] = args.backend
 
 
 def check_distribution(args, error=_raise):

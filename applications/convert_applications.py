@@ -3,7 +3,7 @@
     python -m applications.convert_applications            # all models
     python -m applications.convert_applications --models MobileNet ResNet50
     python -m applications.convert_applications --list
-    KERAS_BACKEND=jax python -m applications.convert_applications
+    python -m applications.convert_applications --backend jax
 
 The whole sweep (40 models) took 891 s on a 2-core CPU with the TensorFlow
 backend (2026-11-25; results/applications_tensorflow.md).
@@ -34,43 +34,27 @@ the sweep goes on. The Markdown table (`--output`) and a JSON beside it
 (same name, `.json`) are rewritten atomically after every model, so a
 killed sweep keeps its rows, and `--resume` skips the models already in
 the JSON. Each model is freed before the next (big ones take gigabytes).
+The sweep's machinery is `applications.conversion_sweep`, shared with
+`applications.convert_keras_hub`.
 """
 
-import datetime
-import gc
 import math
-import os
-import platform
-import shlex
 import sys
-import tempfile
 import time
 import warnings
 
-import applications
 from applications import arguments
-from applications.provenance import git_commit
-from applications.run_dir import write_atomic
-from applications.run_dir import write_json
+from applications import conversion_sweep
+from applications.conversion_sweep import cell
+from applications.conversion_sweep import yes
 
 DEFAULT_SIZE = 32
 # The models whose input check in Keras (`obtain_input_shape`'s `min_size`)
 # asks for more than 32x32; every other model accepts 32x32.
 MIN_SIZES = {"InceptionV3": 75, "InceptionResNetV2": 75, "Xception": 71}
-ATOL = 1e-5
-PROGRAM = "python -m applications.convert_applications"
-COLUMNS = (
-    "model",
-    "input",
-    "layers",
-    "expected PSP terms",
-    "PSP terms",
-    "predictions equal (max abs diff)",
-    "fit loss finite",
-    "round trip",
-    "seconds",
-    "error",
-)
+WHAT = "`keras.applications` model"
+# A `--models` entry matches no model (a ValueError).
+UnknownModelError = conversion_sweep.UnknownNameError
 
 
 def available_models():
@@ -88,53 +72,16 @@ def select_models(patterns, available):
     """The models named by `patterns` (names or substrings, any case), in
     the order of `available`; raises `UnknownModelError` (a ValueError)
     for a pattern that matches none."""
-    if not patterns:
-        return list(available)
-    chosen = set()
-    for pattern in patterns:
-        exact = [name for name in available if name.lower() == pattern.lower()]
-        matches = exact or [
-            name for name in available if pattern.lower() in name.lower()
-        ]
-        if not matches:
-            raise UnknownModelError(
-                f"Unknown model {pattern!r}: it is neither the name nor part "
-                "of the name of a `keras.applications` model. Available: "
-                f"{', '.join(available)}."
-            )
-        chosen.update(matches)
-    return [name for name in available if name in chosen]
+    return conversion_sweep.select(patterns, available, WHAT)
 
 
 def input_size(name):
     return MIN_SIZES.get(name, DEFAULT_SIZE)
 
 
-class UnknownModelError(ValueError):
-    """A `--models` entry matches no `keras.applications` model."""
-
-
 def parse_args(argv=None):
     parser = arguments.parser("applications.convert_applications", __doc__)
-    parser.add_argument(
-        "--models",
-        nargs="+",
-        default=None,
-        metavar="NAME",
-        help="models to check: names or parts of names, any case "
-        "(default: all of them; --list shows them)",
-    )
-    parser.add_argument(
-        "--output",
-        default=None,
-        help="the Markdown table; the JSON goes beside it "
-        "(default: results/applications_<backend>.md)",
-    )
-    parser.add_argument(
-        "--list",
-        action="store_true",
-        help="print the models and their input sizes, and exit",
-    )
+    conversion_sweep.add_arguments(parser, "models", SWEEP.default_output)
     parser.add_argument(
         "--classes",
         type=arguments.positive_int,
@@ -147,107 +94,21 @@ def parse_args(argv=None):
         default=2,
         help="images in the prediction batch and in the fit step",
     )
-    parser.add_argument(
-        "--strength",
-        type=arguments.non_negative_float,
-        default=1e-3,
-        help="PSP λ",
-    )
-    parser.add_argument(
-        "--jit-compile",
-        choices=("auto", "on", "off"),
-        default="auto",
-        help="`jit_compile` of the fit step",
-    )
-    parser.add_argument(
-        "--resume",
-        action="store_true",
-        help="keep the rows of the models already in the JSON (same "
-        "backend) and check only the others",
-    )
-    return parser.parse_args(argv)
+    return conversion_sweep.parse_args(parser, argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    applications.quiet_tensorflow()
-    import keras
-
+    conversion_sweep.quiet_keras()
     available = available_models()
     if args.list:
         for name in available:
             print(f"{name} {input_size(name)}x{input_size(name)}")
         return []
     models = select_models(args.models, available)
-    backend = keras.backend.backend()
-    output = args.output or os.path.join(
-        "results", f"applications_{backend}.md"
+    return conversion_sweep.run(
+        SWEEP, args, argv, models, lambda name: check_model(name, args)
     )
-    json_path = os.path.splitext(output)[0] + ".json"
-    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    command = " ".join(
-        [
-            f"KERAS_BACKEND={backend}",
-            PROGRAM,
-            *map(shlex.quote, sys.argv[1:] if argv is None else argv),
-        ]
-    )
-    info = {
-        "command": command,
-        "backend": backend,
-        "keras": keras.__version__,
-        "machine": machine(),
-        "git_commit": git_commit(),
-        "date": datetime.datetime.now().astimezone().isoformat(" ", "seconds"),
-    }
-    done = _resumed_rows(json_path, backend) if args.resume else {}
-    rows = []
-    started = time.perf_counter()
-    for name in models:
-        if name in done:
-            rows.append(done[name])
-            continue
-        print(f"{name} ...", flush=True)
-        row = check_model(name, args)
-        rows.append(row)
-        print(f"  {format_row(row)}", flush=True)
-        info["sweep_seconds"] = round(time.perf_counter() - started, 1)
-        write_results(output, json_path, info, rows, len(models))
-        keras.utils.clear_session()
-        gc.collect()
-    info["sweep_seconds"] = round(time.perf_counter() - started, 1)
-    write_results(output, json_path, info, rows, len(models))
-    print(summary(rows, len(models)))
-    return rows
-
-
-def machine():
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            names = [line for line in f if line.startswith("model name")]
-        if names:
-            cpu = f"{names[0].split(':', 1)[1].strip()} ({platform.machine()})"
-    except OSError:
-        pass
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cpus = os.cpu_count()
-    return f"{platform.platform()}, {cpu}, {cpus} CPUs"
-
-
-def _resumed_rows(json_path, backend):
-    import json
-
-    try:
-        with open(json_path) as f:
-            saved = json.load(f)
-    except (OSError, ValueError):
-        return {}
-    if saved.get("backend") != backend:
-        return {}
-    return {row["model"]: row for row in saved.get("rows", [])}
 
 
 def check_model(name, args):
@@ -314,28 +175,13 @@ def sample_images(builder, batch_size, size):
     return np.asarray(preprocess(x), dtype="float32")
 
 
-def _layer_classes():
-    """Keras' affine layers (they apply `activation` to their affine
-    output) and activation layers, listed here apart from keras-psp's
-    registry, so that the expected count does not come from the code under
-    test."""
+def _activation_layer_classes():
+    """Keras' activation layers, listed here apart from keras-psp's
+    registry, as `conversion_sweep.affine_layer_classes` lists the affine
+    ones."""
     from keras import layers
 
-    affine = (
-        layers.Dense,
-        layers.EinsumDense,
-        layers.Conv1D,
-        layers.Conv2D,
-        layers.Conv3D,
-        layers.Conv1DTranspose,
-        layers.Conv2DTranspose,
-        layers.Conv3DTranspose,
-        layers.DepthwiseConv1D,
-        layers.DepthwiseConv2D,
-        layers.SeparableConv1D,
-        layers.SeparableConv2D,
-    )
-    activation = (
+    return (
         layers.Activation,
         layers.ReLU,
         layers.LeakyReLU,
@@ -343,29 +189,6 @@ def _layer_classes():
         layers.PReLU,
         layers.Softmax,
     )
-    return affine, activation
-
-
-def _is_linear(activation):
-    import keras
-
-    return (
-        activation is None
-        or keras.activations.get(activation) is keras.activations.linear
-    )
-
-
-def _output_layers(model):
-    from keras_psp import keras_internals
-
-    found = []
-    for tensor in model.outputs:
-        layer = keras_internals.producer(tensor)
-        if keras_internals.is_graph_model(layer):
-            found.extend(_output_layers(layer))
-        elif layer is not None:
-            found.append(layer)
-    return found
 
 
 def expected_psp_terms(model):
@@ -387,8 +210,9 @@ def expected_psp_terms(model):
     from keras_psp.layers.psp_layer import PSPLayerMixin
     from keras_psp.pre_activations import run_graph
 
-    affine, activation = _layer_classes()
-    outputs = {id(layer) for layer in _output_layers(model)}
+    affine = conversion_sweep.affine_layer_classes()
+    activation = _activation_layer_classes()
+    outputs = {id(layer) for layer, _ in conversion_sweep.output_calls(model)}
     count = 0
 
     def counter(layer, *args, **kwargs):
@@ -422,71 +246,26 @@ def expected_psp_terms(model):
     return count
 
 
-def count_psp_terms(model):
-    """The PSP terms `model`'s last forward pass added."""
-    from keras_psp.models.psp_model import psp_losses
-
-    return len(psp_losses(model))
-
-
-def _numpy(outputs):
-    import keras
-    import numpy as np
-
-    return [
-        np.asarray(keras.ops.convert_to_numpy(t))
-        for t in keras.tree.flatten(outputs)
-    ]
-
-
-def _compare(expected, actual):
-    """`(max abs diff, whether assert_allclose(atol=ATOL) passes)`."""
-    import numpy as np
-
-    pairs = list(zip(expected, actual, strict=True))
-    diff = max(float(np.max(np.abs(a - b), initial=0.0)) for a, b in pairs)
-    try:
-        for a, b in pairs:
-            np.testing.assert_allclose(b, a, atol=ATOL)
-    except AssertionError:
-        return diff, False
-    return diff, True
-
-
-def _round_trip(row, model, x, predicted):
-    import keras
-
-    with tempfile.TemporaryDirectory() as directory:
-        path = os.path.join(directory, "model.keras")
-        model.save(path)
-        loaded = keras.saving.load_model(path)
-        os.remove(path)  # at once: the file may be gigabytes
-    again = _numpy(loaded(x, training=False))
-    terms = count_psp_terms(loaded)
-    del loaded
-    diff, equal = _compare(predicted, again)
-    row.update(round_trip_max_abs_diff=diff, round_trip_psp_terms=terms)
-    row["round_trip"] = equal and terms == row["psp_terms"]
+count_psp_terms = conversion_sweep.count_psp_terms
+_numpy = conversion_sweep.numpy_outputs
+_compare = conversion_sweep.compare
+_round_trip = conversion_sweep.round_trip
+_describe = conversion_sweep.describe
+_is_linear = conversion_sweep.is_linear
 
 
 def _fit_step(row, model, x, y, args):
     import keras
 
-    jit = {"auto": "auto", "on": True, "off": False}[args.jit_compile]
     model.compile(
         keras.optimizers.SGD(0.01),
         "sparse_categorical_crossentropy",
-        jit_compile=jit,
+        jit_compile=conversion_sweep.jit_compile(args),
     )
     logs = model.fit(x, y, batch_size=len(x), epochs=1, verbose=0).history
     row["fit_loss"] = float(logs["loss"][-1])
     row["fit_psp_loss"] = float(logs["psp_loss"][-1])
     row["fit_loss_finite"] = math.isfinite(row["fit_loss"])
-
-
-def _describe(error):
-    lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {lines[0] if lines else ''}".strip(" :")
 
 
 def _terms_ok(row):
@@ -508,17 +287,11 @@ def passed(row):
 
 def format_row(row):
     """The row as a Markdown table line, in the order of `COLUMNS`."""
-
-    def cell(key, text):
-        return "—" if row.get(key) is None else text
-
-    def yes(key):
-        return "yes" if row.get(key) else "NO"
-
-    terms = cell("psp_terms", str(row.get("psp_terms")))
+    terms = cell(row, "psp_terms", str(row.get("psp_terms")))
     if row.get("psp_terms") is not None and not _terms_ok(row):
         terms += " (MISMATCH)"
     trip = cell(
+        row,
         "round_trip",
         "ok"
         if row.get("round_trip")
@@ -529,66 +302,60 @@ def format_row(row):
     cells = [
         row["model"],
         row["input"],
-        cell("layers", str(row.get("layers"))),
-        cell("expected_psp_terms", str(row.get("expected_psp_terms"))),
+        cell(row, "layers", str(row.get("layers"))),
+        cell(row, "expected_psp_terms", str(row.get("expected_psp_terms"))),
         terms,
         cell(
+            row,
             "predictions_equal",
-            f"{yes('predictions_equal')} ({row.get('max_abs_diff', 0):.1e})",
+            f"{yes(row, 'predictions_equal')} "
+            f"({row.get('max_abs_diff', 0):.1e})",
         ),
         cell(
+            row,
             "fit_loss_finite",
-            f"{yes('fit_loss_finite')} ({row.get('fit_loss', 0):.4g})",
+            f"{yes(row, 'fit_loss_finite')} ({row.get('fit_loss', 0):.4g})",
         ),
         trip,
-        cell("seconds", f"{row.get('seconds', 0):.1f}"),
-        error.replace("|", "\\|"),
+        cell(row, "seconds", f"{row.get('seconds', 0):.1f}"),
+        conversion_sweep.table_text(error),
     ]
     return "| " + " | ".join(cells) + " |"
 
 
+SWEEP = conversion_sweep.Sweep(
+    program="python -m applications.convert_applications",
+    title="`apply_psp` on `keras.applications`",
+    key="model",
+    noun="models",
+    columns=(
+        "model",
+        "input",
+        "layers",
+        "expected PSP terms",
+        "PSP terms",
+        "predictions equal (max abs diff)",
+        "fit loss finite",
+        "round trip",
+        "seconds",
+        "error",
+    ),
+    format_row=format_row,
+    passed=passed,
+    checks=(
+        ("PSP terms as expected", _terms_ok),
+        ("predictions equal", lambda r: r.get("predictions_equal")),
+        ("fit loss finite", lambda r: r.get("fit_loss_finite")),
+        ("round trip", lambda r: r.get("round_trip")),
+    ),
+    default_output="results/applications_{backend}.md",
+)
+
+
 def summary(rows, total):
     """One line: how many models pass each check, and the time taken."""
-
-    def count(check):
-        return sum(1 for row in rows if check(row))
-
-    done = "" if len(rows) == total else f" ({len(rows)} of {total} done)"
-    return (
-        f"{count(passed)} of {len(rows)} models pass every check{done}. "
-        f"PSP terms as expected: {count(_terms_ok)}; predictions equal: "
-        f"{count(lambda r: r.get('predictions_equal'))}; fit loss finite: "
-        f"{count(lambda r: r.get('fit_loss_finite'))}; round trip: "
-        f"{count(lambda r: r.get('round_trip'))}; errors: "
-        f"{count(lambda r: r.get('error'))}. "
-        f"{sum(row.get('seconds') or 0 for row in rows):.0f} s of checks."
-    )
-
-
-def write_results(output, json_path, info, rows, total):
-    """Writes the Markdown table and the JSON, each atomically."""
-    lines = [
-        "# `apply_psp` on `keras.applications`",
-        "",
-        f"`{info['command']}`: backend {info['backend']}, Keras "
-        f"{info['keras']}, keras-psp at commit "
-        f"{(info.get('git_commit') or 'unknown')[:10]}, {info['machine']}, "
-        f"{info['date']}.",
-        "",
-        "| " + " | ".join(COLUMNS) + " |",
-        "|" + "---|" * len(COLUMNS),
-        *(format_row(row) for row in rows),
-        "",
-        summary(rows, total)
-        + f" The sweep took {info.get('sweep_seconds', 0):.0f} s (wall clock).",
-        "",
-    ]
-    write_atomic(output, lambda f: f.write("\n".join(lines)))
-    write_json(json_path, {**info, "total_models": total, "rows": rows})
+    return conversion_sweep.summary(SWEEP, rows, total)
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except UnknownModelError as error:
-        sys.exit(f"convert_applications.py: error: {error}")
+    conversion_sweep.main_guard(main, "convert_applications.py")

@@ -270,3 +270,32 @@ def test_train_program_on_two_workers_equals_one(tmp_path):
     # Only the chief (task 0) wrote the run dir; the other worker wrote
     # into a temporary dir, which it removed.
     assert_program_ran_on_two(run_dir, "multi_worker", expected)
+
+
+@JAX_ONLY
+def test_converted_gemma_keeps_its_model_parallel_sharding(tmp_path):
+    """keras_hub's Gemma layout map (matched on variable paths) shards the
+    converted backbone's variables as it shards the original's, and the
+    converted backbone trains with one PSP term per gated MLP."""
+    out = str(tmp_path / "model_parallel.json")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.distribution.model_parallel", out],
+        cwd=ROOT,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    finish(process)
+    with open(out) as f:
+        result = json.load(f)
+    assert result["devices"] == 2
+    assert result["paths_equal"]
+    # Embedding, attention and feed-forward kernels of both blocks.
+    assert len(result["original"]) == 15
+    assert result["converted"] == result["original"]
+    for spec, axes in result["converted"].values():
+        assert spec == f"P{axes}"
+    assert result["max_abs_diff"] == 0.0
+    assert result["psp_terms"] == 2  # gelu(gate(x)) in each block
+    assert result["psp_loss"] > 0

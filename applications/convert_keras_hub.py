@@ -1,0 +1,492 @@
+"""Check `keras_psp.apply_psp` on every keras_hub backbone, at a tiny size.
+
+    python -m applications.convert_keras_hub                # all backbones
+    python -m applications.convert_keras_hub --models BertBackbone Gemma
+    python -m applications.convert_keras_hub --list
+    python -m applications.convert_keras_hub --backend jax
+
+The whole sweep (97 configurations) took about 15 minutes on a 2-core CPU
+with the TensorFlow backend (results/keras_hub_tensorflow.md).
+
+Each configuration of `applications.keras_hub_backbones` (every
+`keras_hub.models.*Backbone` class, some in several variants, e.g.
+`DINOV2Backbone[swiglu]`) is built with random weights at a tiny size,
+with its batch of 2 sample inputs, converted with `apply_psp` (the first
+line of each `UserWarning` it gives goes to the notes: layers it could not
+copy and shares, non-linearities left unregularized), and checked:
+
+- PSP terms: the penalties one forward pass of the converted model adds,
+  against the number expected: the non-linearities the original backbone
+  applies in one eager forward pass, counted by watching the backend's
+  activation functions, without asking keras-psp (`count_activations` says
+  the rules), plus one per model output that a linear affine layer
+  (Dense, EinsumDense, Conv*, ...) makes: the logits, which `apply_psp`
+  regularizes by default (`regularize_logits=True`);
+- predictions: the converted model's equal the backbone's (same output
+  structure, float32, `atol` 1e-5), both called with `training=False`;
+  the table shows the largest absolute difference;
+- .keras round trip: saved and loaded, the model predicts the same and adds
+  the same number of PSP terms; when it does not, the plain backbone's own
+  functional copy, `keras.Model(backbone.input, backbone.output)`, is put
+  through the same round trip, and the row says whether that fails too (a
+  round trip that fails as the plain copy's does is not held against
+  keras-psp: it counts as passed, and the summary counts them apart);
+- strip: `strip_psp` gives a model with no PSP layer left that predicts as
+  the backbone does;
+- fit: one `fit` step (SGD 1e-3, no loss: the loss is the PSP terms
+  alone) on the sample batch gives a finite loss and a PSP loss > 0 (the
+  table shows both). It runs last: it changes the weights.
+
+Any exception is caught and reported in its row (type and first line), and
+the sweep goes on. The default table is `runs/keras_hub_<backend>.md` (not
+the committed results), with its JSON beside it; the sweep's machinery
+(`--resume`, atomic writes, the summary) is `applications.conversion_sweep`,
+shared with `applications.convert_applications`.
+"""
+
+import math
+import os
+import sys
+import time
+import warnings
+
+from applications import arguments
+from applications import conversion_sweep
+from applications.conversion_sweep import cell
+from applications.conversion_sweep import yes
+
+WHAT = "keras_hub backbone configuration"
+
+# The activation functions of a Keras backend, by name: those whose code is
+# in keras/src/backend/<backend>/nn.py, and `tanh` of its numpy.py.
+ACTIVATIONS = (
+    "relu",
+    "relu6",
+    "sigmoid",
+    "tanh",
+    "silu",
+    "gelu",
+    "elu",
+    "selu",
+    "celu",
+    "softplus",
+    "softsign",
+    "leaky_relu",
+    "hard_sigmoid",
+    "hard_silu",
+    "hard_tanh",
+    "log_sigmoid",
+    "sparse_sigmoid",
+    "sparse_plus",
+    "squareplus",
+    "soft_shrink",
+    "hard_shrink",
+    "tanh_shrink",
+    "threshold",
+)
+
+
+def available_backbones():
+    """The configuration names of `applications.keras_hub_backbones`."""
+    from applications import keras_hub_backbones
+
+    return keras_hub_backbones.configurations()
+
+
+def parse_args(argv=None):
+    parser = arguments.parser("applications.convert_keras_hub", __doc__)
+    conversion_sweep.add_arguments(parser, "backbones", SWEEP.default_output)
+    return conversion_sweep.parse_args(parser, argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    conversion_sweep.quiet_keras()
+    available = available_backbones()
+    if args.list:
+        for name in available:
+            print(name)
+        return []
+    names = conversion_sweep.select(args.models, available, WHAT)
+    import keras_hub
+
+    return conversion_sweep.run(
+        SWEEP,
+        args,
+        argv,
+        names,
+        lambda name: check_backbone(name, args),
+        versions={"keras-hub": keras_hub.__version__},
+    )
+
+
+# === The independent count of non-linearities ===
+
+
+def activation_functions(backend):
+    """The code objects of `backend`'s activation functions, by code: each
+    of `ACTIVATIONS` whose code is in keras/src/backend/<backend>/nn.py,
+    `tanh` of keras/src/backend/<backend>/numpy.py, and the `static_call`
+    of the classes of keras/src/activations/activations.py (ReLU with
+    options, Mish) that `keras.activations` runs in Python."""
+    import importlib
+    import inspect
+
+    from keras.src.activations import activations
+
+    codes = {}
+    for module_name, names in (
+        (f"keras.src.backend.{backend}.nn", ACTIVATIONS),
+        (f"keras.src.backend.{backend}.numpy", ("tanh",)),
+    ):
+        module = importlib.import_module(module_name)
+        for name in names:
+            function = inspect.unwrap(getattr(module, name, None) or len)
+            code = getattr(function, "__code__", None)
+            if code is not None and os.path.samefile(
+                code.co_filename, module.__file__
+            ):
+                codes[code] = name
+    for name, value in vars(activations).items():
+        static_call = vars(value).get("static_call") if isinstance(
+            value, type
+        ) else None
+        if isinstance(static_call, staticmethod):
+            codes[static_call.__func__.__code__] = f"{name}.static_call"
+    return codes
+
+
+def is_attention(layer):
+    """Whether `layer` is an attention layer: its non-linearities (the
+    softmax of the scores, a soft cap's tanh) are no neuron's activation."""
+    import keras
+
+    attention = (
+        keras.layers.MultiHeadAttention,
+        keras.layers.GroupQueryAttention,
+        keras.layers.Attention,
+        keras.layers.AdditiveAttention,
+    )
+    return isinstance(layer, attention) or type(layer).__name__.endswith(
+        "Attention"
+    )
+
+
+def innermost_layer(frame):
+    """The Keras layer whose code runs `frame`: the nearest frame, from
+    `frame` outwards, whose `self` is a `keras.layers.Layer`; or None."""
+    import keras
+
+    while frame is not None:
+        if "self" in frame.f_code.co_varnames:
+            candidate = frame.f_locals.get("self")
+            if isinstance(candidate, keras.layers.Layer):
+                return candidate
+        frame = frame.f_back
+    return None
+
+
+def count_activations(call):
+    """Runs `call()` once, eagerly, and counts the non-linearities it
+    applies; returns `(count, call's result)`.
+
+    Counted: each call of one of the active backend's activation functions
+    (`activation_functions`: relu, gelu, silu, tanh, ..., whatever called
+    it: a Dense's `activation`, an activation layer, `keras.ops.silu` in a
+    gated MLP, a `keras.ops` node of a functional model), except:
+
+    - a call made while another counted function runs (only the outermost
+      call counts: `keras.activations.mish` runs softplus and tanh inside
+      `Mish.static_call`, one non-linearity);
+    - a call whose innermost enclosing Keras layer (`innermost_layer`) is
+      an attention layer (`is_attention`: the softmax of the scores, a
+      soft cap's tanh);
+    - a call whose input (its first argument) is the very object (`is`)
+      that an earlier call of one of these functions returned, counted or
+      not: an activation of an activation's output (`tanh(softplus(x))`
+      written out) has no potential of its own.
+
+    Softmax, log_softmax and sparsemax are not activation functions here.
+    `call` must really run (an eager call, not a symbolic one: under
+    PyTorch a symbolic call runs no backend function); the count uses
+    `sys.setprofile`, so it counts this thread's calls only.
+    """
+    import keras
+
+    codes = activation_functions(keras.backend.backend())
+    returned = {}  # id -> object each call returned (kept alive: ids stay)
+    depth = 0  # how many counted functions are running
+    count = 0
+
+    def profile(frame, event, result):
+        nonlocal depth, count
+        if frame.f_code not in codes or event not in ("call", "return"):
+            return
+        if event == "return":
+            depth -= 1
+            if result is not None:
+                returned[id(result)] = result
+            return
+        if depth == 0:
+            code = frame.f_code
+            x = frame.f_locals.get(code.co_varnames[0]) if code.co_argcount else None
+            again = x is not None and returned.get(id(x)) is x
+            if not again and not is_attention(innermost_layer(frame.f_back)):
+                count += 1
+        depth += 1
+
+    previous = sys.getprofile()
+    sys.setprofile(profile)
+    try:
+        result = call()
+    finally:
+        sys.setprofile(previous)
+    return count, result
+
+
+# === One backbone ===
+
+
+def check_backbone(name, args):
+    """Builds, converts and checks one backbone configuration; returns its
+    row (a dict)."""
+    import keras
+
+    from applications import keras_hub_backbones
+    from keras_psp import apply_psp
+
+    row = {"backbone": name}
+    errors, notes = [], []
+    started = time.perf_counter()
+    try:
+        backbone, inputs = keras_hub_backbones.build(name)
+        row["layers"] = len(backbone.layers)
+        count, expected = count_activations(
+            lambda: backbone(inputs, training=False)
+        )
+        row["nonlinearities"] = count
+        row["logits"] = conversion_sweep.linear_outputs(backbone)
+        row["expected_psp_terms"] = count + row["logits"]
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            converted = apply_psp(backbone, strength=args.strength)
+        notes += [
+            "warning: " + str(w.message).strip().splitlines()[0]
+            for w in caught
+            if issubclass(w.category, UserWarning)
+        ]
+        outputs = converted(inputs, training=False)
+        row["psp_terms"] = conversion_sweep.count_psp_terms(converted)
+        try:
+            keras.tree.assert_same_structure(expected, outputs)
+        except (TypeError, ValueError) as error:
+            errors.append(f"output structure: {conversion_sweep.describe(error)}")
+        expected = conversion_sweep.numpy_outputs(expected)
+        predicted = conversion_sweep.numpy_outputs(outputs)
+        diff, equal = conversion_sweep.compare(expected, predicted)
+        row.update(max_abs_diff=diff, predictions_equal=equal)
+        for label, step, step_args in (
+            ("round trip", _round_trip, (converted, backbone, inputs, predicted)),
+            ("strip", _strip, (converted, inputs, expected)),
+            ("fit", _fit_step, (converted, inputs, args)),
+        ):
+            try:
+                step(row, *step_args)
+            except Exception as error:  # reported in the row
+                errors.append(f"{label}: {conversion_sweep.describe(error)}")
+        del converted, backbone
+    except Exception as error:  # reported; the sweep goes on
+        errors.append(conversion_sweep.describe(error))
+    row["seconds"] = round(time.perf_counter() - started, 1)
+    row["error"] = "; ".join(errors)
+    row["notes"] = "; ".join(notes)
+    return row
+
+
+def _round_trip(row, converted, backbone, inputs, predicted):
+    """The converted model's `.keras` round trip; where it fails, the plain
+    backbone's functional copy's, for comparison."""
+    import keras
+
+    try:
+        conversion_sweep.round_trip(row, converted, inputs, predicted)
+        if row["round_trip"]:
+            return
+    except Exception:
+        row["round_trip"] = False
+        raise
+    finally:
+        if not row.get("round_trip"):
+            _plain_round_trip(row, keras.Model(backbone.input, backbone.output), inputs)
+
+
+def _plain_round_trip(row, plain, inputs):
+    """Whether `plain` (no PSP) survives the same round trip: recorded as
+    `row["plain_round_trip"]`, with the reason it fails."""
+    try:
+        expected = conversion_sweep.numpy_outputs(plain(inputs, training=False))
+        loaded = conversion_sweep.save_and_load(plain)
+        again = conversion_sweep.numpy_outputs(loaded(inputs, training=False))
+        diff, equal = conversion_sweep.compare(expected, again)
+        row["plain_round_trip"] = equal
+        if not equal:
+            row["plain_round_trip_error"] = f"predictions differ by {diff:.1e}"
+    except Exception as error:
+        row["plain_round_trip"] = False
+        row["plain_round_trip_error"] = conversion_sweep.describe(error)
+
+
+def _strip(row, converted, inputs, expected):
+    import keras_psp
+    from keras_psp.models.psp_model import psp_layers
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        stripped = keras_psp.strip_psp(converted)
+    outputs = conversion_sweep.numpy_outputs(stripped(inputs, training=False))
+    diff, equal = conversion_sweep.compare(expected, outputs)
+    left = len(psp_layers(stripped))
+    row.update(strip_max_abs_diff=diff, strip_psp_layers=left)
+    row["strip"] = equal and left == 0
+
+
+def _fit_step(row, model, inputs, args):
+    import keras
+
+    from applications import keras_hub_backbones
+
+    model.compile(
+        optimizer=keras.optimizers.SGD(1e-3),
+        jit_compile=conversion_sweep.jit_compile(args),
+    )
+    logs = model.fit(
+        inputs, epochs=1, batch_size=keras_hub_backbones.BATCH, verbose=0
+    ).history
+    row["fit_loss"] = float(logs["loss"][-1])
+    row["fit_psp_loss"] = float(logs["psp_loss"][-1])
+    row["fit"] = math.isfinite(row["fit_loss"]) and row["fit_psp_loss"] > 0
+
+
+# === The table ===
+
+
+def _terms_ok(row):
+    return row.get("psp_terms") is not None and (
+        row["psp_terms"] == row.get("expected_psp_terms")
+    )
+
+
+def _round_trip_ok(row):
+    """The round trip passed, or failed as the plain backbone's does."""
+    return bool(row.get("round_trip")) or _fails_as_plain(row)
+
+
+def _fails_as_plain(row):
+    return row.get("round_trip") is False and row.get("plain_round_trip") is False
+
+
+def passed(row):
+    """Whether every check of the row passed (a round trip that fails as
+    the plain backbone's does counts as passed)."""
+    return (
+        _terms_ok(row)
+        and bool(row.get("predictions_equal"))
+        and _round_trip_ok(row)
+        and bool(row.get("strip"))
+        and bool(row.get("fit"))
+        and not row.get("error")
+    )
+
+
+def format_row(row):
+    """The row as a Markdown table line, in the order of `SWEEP.columns`."""
+    terms = cell(row, "psp_terms", str(row.get("psp_terms")))
+    if row.get("psp_terms") is not None and not _terms_ok(row):
+        terms += f" MISMATCH (expected {row.get('expected_psp_terms')})"
+    nonlinearities = cell(row, "nonlinearities", str(row.get("nonlinearities")))
+    if row.get("logits"):
+        nonlinearities += f" + {row['logits']} logits"
+    if row.get("round_trip"):
+        trip = "ok"
+    elif row.get("round_trip") is None:
+        trip = "—"
+    else:
+        trip = (
+            f"FAILED (diff {row.get('round_trip_max_abs_diff', math.nan):.1e}, "
+            f"{row.get('round_trip_psp_terms')} terms)"
+        )
+        if row.get("plain_round_trip"):
+            trip += "; plain backbone round-trips"
+        elif row.get("plain_round_trip") is False:
+            trip += (
+                "; plain backbone fails too: "
+                f"{row.get('plain_round_trip_error', '')}"
+            )
+    strip = cell(
+        row,
+        "strip",
+        "ok"
+        if row.get("strip")
+        else f"FAILED (diff {row.get('strip_max_abs_diff', 0):.1e}, "
+        f"{row.get('strip_psp_layers')} PSP layers left)",
+    )
+    fit = cell(
+        row,
+        "fit",
+        f"{'ok' if row.get('fit') else 'NO'} (loss "
+        f"{row.get('fit_loss', 0):.3g}, psp {row.get('fit_psp_loss', 0):.3g})",
+    )
+    error = "; ".join(filter(None, (row.get("error"), row.get("notes"))))
+    cells = [
+        row["backbone"],
+        cell(row, "layers", str(row.get("layers"))),
+        terms,
+        nonlinearities,
+        cell(
+            row,
+            "predictions_equal",
+            f"{yes(row, 'predictions_equal')} "
+            f"({row.get('max_abs_diff', 0):.1e})",
+        ),
+        fit,
+        trip,
+        strip,
+        cell(row, "seconds", f"{row.get('seconds', 0):.1f}"),
+        conversion_sweep.table_text(error),
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+SWEEP = conversion_sweep.Sweep(
+    program="python -m applications.convert_keras_hub",
+    title="`apply_psp` on the keras_hub backbones",
+    key="backbone",
+    noun="backbones",
+    columns=(
+        "backbone",
+        "layers",
+        "PSP terms",
+        "non-linearities",
+        "predictions equal (max abs diff)",
+        "fit step",
+        ".keras round trip",
+        "strip",
+        "seconds",
+        "error/notes",
+    ),
+    format_row=format_row,
+    passed=passed,
+    checks=(
+        ("PSP terms as expected", _terms_ok),
+        ("predictions equal", lambda r: r.get("predictions_equal")),
+        ("fit step", lambda r: r.get("fit")),
+        ("round trip", lambda r: r.get("round_trip")),
+        ("round trip failing as the plain backbone's", _fails_as_plain),
+        ("strip", lambda r: r.get("strip")),
+    ),
+    default_output="runs/keras_hub_{backend}.md",
+)
+
+
+if __name__ == "__main__":
+    conversion_sweep.main_guard(main, "convert_keras_hub.py")

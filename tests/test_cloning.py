@@ -1,0 +1,126 @@
+"""The copies `apply_psp` and `strip_psp` make: every piece of layer state
+(as `.keras` saving copies it), custom layers whose `__init__` takes no
+`**kwargs`, and a fallback to the layer itself, named, when a copy cannot
+be made."""
+
+import warnings
+
+import keras
+import numpy as np
+import pytest
+
+import keras_psp
+from keras_psp import cloning
+from keras_psp.models.psp_model import psp_layers
+from tests.helpers import to_numpy
+
+L = keras.layers
+
+
+def _predictions_equal(a, b, x):
+    np.testing.assert_array_equal(to_numpy(a(x)), to_numpy(b(x)))
+
+
+def test_adapted_normalization_converts_and_strips_with_equal_predictions():
+    data = np.random.default_rng(0).normal(5, 3, (20, 3)).astype("float32")
+    norm = L.Normalization(name="norm")
+    norm.adapt(data)
+    inputs = keras.Input((3,))
+    hidden = L.Dense(4, activation="relu")(norm(inputs))
+    model = keras.Model(inputs, L.Dense(2)(hidden))
+    converted = keras_psp.apply_psp(model)
+    _predictions_equal(converted, model, data)
+    assert converted.get_layer("norm") is not norm  # a copy, not shared
+    _predictions_equal(keras_psp.strip_psp(converted), model, data)
+
+
+def test_adapted_string_lookup_state_is_copied():
+    lookup = L.StringLookup()
+    lookup.adapt(np.array([["a"], ["b"], ["c"], ["b"]]))
+    copy = cloning.copy_layer(lookup)
+    copy.build((None, 1))
+    cloning.copy_state(lookup, copy)
+    x = np.array([["c"], ["a"], ["zz"]])
+    assert copy.get_vocabulary() == lookup.get_vocabulary()
+    np.testing.assert_array_equal(to_numpy(copy(x)), to_numpy(lookup(x)))
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="a model with string inputs runs only on TensorFlow (Keras); "
+    "the state copy is tested on every backend above",
+)
+def test_model_with_adapted_string_lookup_converts():
+    lookup = L.StringLookup(name="lookup")
+    lookup.adapt(np.array([["a"], ["b"], ["c"], ["b"]]))
+    inputs = keras.Input((1,), dtype="string")
+    encoded = L.CategoryEncoding(
+        num_tokens=lookup.vocabulary_size(), output_mode="one_hot"
+    )(lookup(inputs))
+    model = keras.Model(inputs, L.Dense(2, activation="relu")(encoded))
+    x = np.array([["c"], ["a"], ["zz"]])
+    converted = keras_psp.apply_psp(model)
+    _predictions_equal(converted, model, x)
+    _predictions_equal(keras_psp.strip_psp(converted), model, x)
+
+
+@keras.saving.register_keras_serializable(package="tests")
+class NoKwargs(L.Layer):
+    """keras.io style: `__init__` takes its own arguments only."""
+
+    def __init__(self, units):
+        super().__init__()
+        self.units = units
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(shape=(input_shape[-1], self.units))
+
+    def call(self, x):
+        return keras.ops.relu(keras.ops.matmul(x, self.kernel))
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+def test_custom_layer_without_kwargs_is_copied():
+    inputs = keras.Input((3,))
+    layer = NoKwargs(4)
+    model = keras.Model(inputs, L.Dense(2)(layer(inputs)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        converted = keras_psp.apply_psp(model)
+    wrapper = converted.get_layer(layer.name)
+    assert isinstance(wrapper, keras_psp.InnerPreActivationRegularizer)
+    assert wrapper.layer is not layer and wrapper.layer.name == layer.name
+    _predictions_equal(converted, model, np.ones((2, 3), "float32"))
+
+
+class _Table:
+    scale = 2.0
+
+
+class Unconfigurable(L.Layer):
+    """Holds a Python object with no config (keras.io's LSTM-GC model
+    holds a graph): it cannot be rebuilt from its config."""
+
+    def __init__(self, table, **kwargs):
+        super().__init__(**kwargs)
+        self.table = table
+        self.fc = L.Dense(3, activation="relu")
+
+    def call(self, x):
+        return self.fc(x) * self.table.scale
+
+
+def test_layer_that_cannot_be_copied_is_shared_and_named():
+    inputs = keras.Input((3,))
+    layer = Unconfigurable(_Table(), name="graph_block")
+    model = keras.Model(inputs, L.Dense(2)(layer(inputs)))
+    with pytest.warns(UserWarning, match=r"(?s)share.*graph_block"):
+        converted = keras_psp.apply_psp(model)
+    wrapper = converted.get_layer("graph_block")
+    assert wrapper.layer is layer  # used as it is, and regularized
+    x = np.ones((2, 3), "float32")
+    _predictions_equal(converted, model, x)
+    converted(x)
+    assert len(psp_layers(converted)) == 2
