@@ -152,3 +152,104 @@ def test_monitor_measures_an_unconverted_composite_without_changing_it():
     model(x)
     assert not model.losses
     assert block.hidden.activation is keras.activations.relu
+
+
+@keras.saving.register_keras_serializable(package="tests")
+class KeywordBlock(L.Layer):
+    """Called with keyword arguments only, and with tensors beside plain
+    values in them (as Bart, Whisper and T5 call their blocks)."""
+
+    def build(self, decoder_sequence_shape, encoder_sequence_shape=None):
+        self.fc = L.Dense(decoder_sequence_shape[-1], activation="gelu")
+        self.fc.build(decoder_sequence_shape)
+
+    def call(
+        self,
+        decoder_sequence,
+        encoder_sequence=None,
+        scale=1.0,
+        use_causal_mask=False,
+        training=None,
+    ):
+        h = self.fc(decoder_sequence) * scale
+        if encoder_sequence is not None:
+            h = h + keras.ops.mean(encoder_sequence, axis=1, keepdims=True)
+        return h + (1.0 if use_causal_mask else 0.0)
+
+
+def test_any_call_signature_passes_through():
+    block = KeywordBlock(name="block")
+    wrapper = InnerPreActivationRegularizer(block, strength=1e-3)
+    seq = np.random.default_rng(0).normal(size=(2, 3, 4)).astype("float32")
+    enc = np.ones((2, 5, 4), "float32")
+    kwargs = dict(scale=2.0, use_causal_mask=True, training=False)
+    got = wrapper(decoder_sequence=seq, encoder_sequence=enc, **kwargs)
+    want = block(decoder_sequence=seq, encoder_sequence=enc, **kwargs)
+    np.testing.assert_array_equal(to_numpy(got), to_numpy(want))
+    assert len(wrapper.losses) == 1
+    # In a functional model, keyword-only and mixed calls convert too.
+    dec_in, enc_in = keras.Input((3, 4)), keras.Input((5, 4))
+    out = KeywordBlock(name="kw")(
+        decoder_sequence=dec_in, encoder_sequence=enc_in, scale=2.0
+    )
+    model = keras.Model([dec_in, enc_in], out)
+    converted = apply_psp(model, regularize_logits=False)
+    np.testing.assert_array_equal(
+        to_numpy(converted([seq, enc])), to_numpy(model([seq, enc]))
+    )
+    assert len(psp_losses(converted)) == 1
+
+
+class ShapelessBuild(L.Layer):
+    """keras.io's gated residual network style: `build(self)`."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.fc = L.Dense(4, activation="elu")
+
+    def build(self):
+        self.fc.build((None, 4))
+
+    def call(self, x):
+        return x + self.fc(x)
+
+
+def test_layer_whose_build_takes_no_shape():
+    wrapper = InnerPreActivationRegularizer(ShapelessBuild())
+    x = np.ones((2, 4), "float32")
+    np.testing.assert_array_equal(
+        to_numpy(wrapper(x)), to_numpy(wrapper.layer(x))
+    )
+    assert len(wrapper.losses) == 1
+    symbolic = InnerPreActivationRegularizer(ShapelessBuild())
+    assert tuple(symbolic(keras.Input((4,))).shape) == (None, 4)
+
+
+def test_variables_keep_their_paths():
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, Block(name="block")(inputs))
+    converted = apply_psp(model)
+    paths = sorted(v.path for v in converted.variables)
+    assert [p for p in paths if not p.endswith("strength")] == sorted(
+        v.path for v in model.variables
+    )
+
+
+def test_padded_positions_add_nothing():
+    """A masked sequence: the penalty of a half-padded batch is that of
+    its real positions alone, for both reductions."""
+    for reduction in ("sum", "mean"):
+        tokens = keras.Input((None,), dtype="int32")
+        embedded = L.Embedding(10, 4, mask_zero=True)(tokens)
+        inner = Block(name="block")
+        model = keras.Model(
+            tokens,
+            InnerPreActivationRegularizer(inner, 1.0, reduction)(embedded),
+        )
+        real = np.array([[1, 2, 3], [4, 5, 6]])
+        padded = np.concatenate([real, np.zeros((2, 3), "int64")], axis=1)
+        model(real)
+        unpadded_term = float(to_numpy(model.losses[0]))
+        model(padded)
+        padded_term = float(to_numpy(model.losses[0]))
+        np.testing.assert_allclose(padded_term, unpadded_term, rtol=1e-5)

@@ -2,6 +2,7 @@ import keras
 import numpy as np
 import pytest
 
+import keras_psp
 from keras_psp import PreActivationRegularizer
 from keras_psp import PSPActivation
 from keras_psp import PSPDense
@@ -330,3 +331,36 @@ def test_dtype_follows_the_wrapped_layer_or_the_argument():
     y = wrapper(np.ones((2, 4), "float32"))
     assert keras.backend.standardize_dtype(y.dtype) == "float16"
     assert keras.backend.standardize_dtype(wrapper.losses[0].dtype) == "float32"
+
+
+def test_registered_layer_without_compute_output_shape():
+    @keras_psp.register_pre_activation_layer
+    class Scaled(L.Layer):
+        def __init__(self, activation="relu", **kwargs):
+            super().__init__(**kwargs)
+            self.activation = keras.activations.get(activation)
+
+        def build(self, input_shape):
+            self.scale = self.add_weight(shape=(input_shape[-1],), name="scale")
+
+        def call(self, x):
+            return self.activation(x * self.scale)
+
+    wrapper = PreActivationRegularizer(Scaled())
+    out = wrapper(keras.Input((3,)))
+    assert tuple(out.shape) == (None, 3)
+    assert wrapper.layer.scale.path == "scaled/scale"
+
+
+def test_padded_positions_add_nothing_to_a_dense_layer():
+    tokens = keras.Input((None,), dtype="int32")
+    embedded = L.Embedding(10, 4, mask_zero=True)(tokens)
+    wrapper = PreActivationRegularizer(L.Dense(3, activation="relu"), 1.0)
+    model = keras.Model(tokens, wrapper(embedded))
+    real = np.array([[1, 2, 3], [4, 5, 6]])
+    model(real)
+    unpadded = float(to_numpy(model.losses[0]))
+    model(np.concatenate([real, np.zeros((2, 2), "int64")], axis=1))
+    np.testing.assert_allclose(
+        float(to_numpy(model.losses[0])), unpadded, rtol=1e-5
+    )
