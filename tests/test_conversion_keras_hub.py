@@ -82,3 +82,27 @@ def _assert_same(actual, expected):
         keras.tree.flatten(actual), keras.tree.flatten(expected), strict=True
     ):
         np.testing.assert_allclose(to_numpy(got), to_numpy(want), atol=1e-5)
+
+
+def test_padded_tokens_add_nothing_to_the_penalty():
+    """BERT with half of the batch's positions padded: each PSP term is that
+    of the unpadded tokens alone (keras_hub's `padding_mask`)."""
+    backbone = keras_hub.models.BertBackbone(**SMALL)
+    converted = keras_psp.apply_psp(backbone, 1e-3, reduction="mean")
+    tokens = np.random.default_rng(0).integers(1, 50, (2, 4))
+
+    def terms(length):
+        ids = np.zeros((2, length), "int32")
+        ids[:, :4] = tokens
+        converted(
+            {
+                "token_ids": ids,
+                "segment_ids": np.zeros((2, length), "int32"),
+                "padding_mask": (ids > 0).astype("int32"),
+            }
+        )
+        return [float(to_numpy(t)) for t in psp_losses(converted)]
+
+    unpadded, padded = terms(4), terms(8)
+    assert len(unpadded) == 3
+    np.testing.assert_allclose(padded, unpadded, rtol=1e-4)
