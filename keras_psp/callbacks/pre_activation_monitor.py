@@ -5,6 +5,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_psp import keras_internals
 from keras_psp import pre_activations
 from keras_psp.callbacks import probes
 from keras_psp.layers.psp_layer import PSPLayerMixin
@@ -27,6 +28,9 @@ class _PreActivationProbe(keras.layers.Layer):
         super().__init__(**kwargs)
         # A plain attribute holder, so the target is not tracked twice.
         self._target = [target]
+        # Called as the target is called (keyword-only inputs, tensors
+        # beside plain values).
+        keras_internals.adopt_call_signature(self, target)
 
     def _pre_activations(self, *args, **kwargs):
         """The list of z's of one call of the target (a composite layer

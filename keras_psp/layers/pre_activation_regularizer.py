@@ -70,9 +70,9 @@ class PreActivationRegularizer(PSPWrapperMixin, keras.layers.Wrapper):
             activation = layer.activation
         self.activation = keras.activations.get(activation)
 
-    def pre_activation(self, inputs):
-        """Returns z, the wrapped layer's affine output, for `inputs`."""
-        return pre_activations.affine_output(self.layer, inputs)
+    def pre_activation(self, *args, **kwargs):
+        """Returns z, the wrapped layer's affine output, for this call."""
+        return pre_activations.affine_output(self.layer, *args, **kwargs)
 
     def call(self, *args, **kwargs):
         z = pre_activations.affine_output(self.layer, *args, **kwargs)

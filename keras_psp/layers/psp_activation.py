@@ -76,7 +76,7 @@ class PSPActivation(PSPLayerMixin, keras.layers.Layer):
                 self.activation.build(input_shape)
         self.built = True
 
-    def pre_activation(self, inputs):
+    def pre_activation(self, inputs, mask=None):
         """Returns z: the activation's input itself."""
         return inputs
 

@@ -63,9 +63,9 @@ class PSPAffineMixin(PSPLayerMixin):
         self.psp_activation = self.activation
         self.activation = keras.activations.linear
 
-    def pre_activation(self, inputs):
+    def pre_activation(self, inputs, *args, **kwargs):
         """Returns z, the base layer's output before the activation."""
-        return super().call(inputs)
+        return super().call(inputs, *args, **kwargs)
 
     def call(self, inputs, *args, **kwargs):
         z = super().call(inputs, *args, **kwargs)
