@@ -82,6 +82,8 @@ class Watch:
 
     def _seen(self, name, frame, z, output):
         layers, loop = _callers(frame, self.root)
+        if not layers or layers[-1] is not self.root:
+            return  # not applied inside a call of `root`
         if any(isinstance(layer, PSPLayerMixin) for layer in layers):
             return
         for layer in layers:

@@ -4,10 +4,15 @@ Keras 3 has no public API for these things, and the library needs
 them. Each is read here, with the reason, so that a Keras upgrade that
 moves one breaks one small module (setup.cfg caps `keras<4`).
 
-One exception, which cannot live here: `GradientCoherentSGD` overrides
-the optimizer's private `_backend_update_step`, the one point where every
-backend hands over a step's final gradients (after gradient accumulation
-and clipping); its tests on every backend catch a Keras that moves it.
+Two exceptions, which cannot live here, since they override methods:
+`GradientCoherentSGD` overrides the optimizer's private
+`_backend_update_step`, the one point where every backend hands over a
+step's final gradients (after gradient accumulation and clipping); and the
+PSP wrappers (`layers/psp_wrapper.py`) override `Layer._maybe_build`, the
+one point where Keras has a call's bound arguments before the call, to
+build the wrapped layer from them as it would be built unwrapped (the
+work is `build_as_called`, here). Their tests on every backend catch a
+Keras that moves them.
 """
 
 import os
