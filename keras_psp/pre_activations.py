@@ -252,19 +252,30 @@ def _traced_watch(layer):
     arguments = keras_internals.call_arguments(layer)
     if arguments is None:
         return None
-    # Dense stand-ins: a spec Keras marks sparse (e.g. keras_hub's scaled
-    # embeddings on TensorFlow) is a dense tensor when the model runs.
-    args, kwargs = keras.tree.map_structure(
-        lambda x: (
-            keras.KerasTensor(x.shape, x.dtype)
-            if isinstance(x, keras.KerasTensor)
-            else x
-        ),
-        arguments,
-    )
-    with activation_taps.watch(layer, lambda z: None) as watched:
-        keras_internals.trace(layer.__call__, *args, **kwargs)
-    return watched
+
+    # Dense stand-ins (a spec Keras marks sparse, e.g. keras_hub's scaled
+    # embeddings on TensorFlow, is a dense tensor when the model runs), of
+    # a small size where a size is unknown: PyTorch's symbolic run would
+    # try 83, past e.g. a position embedding's length.
+    def stand_in(x, size):
+        if not isinstance(x, keras.KerasTensor):
+            return x
+        shape = tuple(size if d is None else d for d in x.shape)
+        return keras.KerasTensor(shape, x.dtype)
+
+    error = None
+    for size in (2, None):
+        args, kwargs = keras.tree.map_structure(
+            lambda x, size=size: stand_in(x, size), arguments
+        )
+        try:
+            with activation_taps.watch(layer, lambda z: None) as watched:
+                keras_internals.trace(layer.__call__, *args, **kwargs)
+        except Exception as failure:  # tried again with unknown sizes
+            error = error or failure
+            continue
+        return watched
+    raise error
 
 
 def _is_keras_leaf(layer):
