@@ -29,8 +29,9 @@ class _PreActivationProbe(keras.layers.Layer):
         # A plain attribute holder, so the target is not tracked twice.
         self._target = [target]
         # Called as the target is called (keyword-only inputs, tensors
-        # beside plain values).
-        keras_internals.adopt_call_signature(self, target)
+        # beside plain values); a `keras.ops` node takes its input only.
+        if isinstance(target, keras.layers.Layer):
+            keras_internals.adopt_call_signature(self, target)
 
     def _pre_activations(self, *args, **kwargs):
         """The list of z's of one call of the target (a composite layer

@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from keras_psp import keras_internals
 from keras_psp import pre_activations
 from keras_psp.layers.psp_layer import PSPLayerMixin
 
@@ -41,8 +42,8 @@ class PSPActivation(PSPLayerMixin, keras.layers.Layer):
         strength: λ, a finite float >= 0 (finite in float32), stored in
             the non-trainable float32 variable `self.strength`.
         reduction: `"sum"` (paper eq. 7) or `"mean"` (the authors' code); see
-            `keras_psp.psp_penalty`. In a masked sequence (Keras passes
-            the input's mask), padded positions add nothing.
+            `keras_psp.psp_penalty`. In a masked sequence (the input
+            carries a Keras mask), padded positions add nothing.
         **kwargs: base layer arguments (`name`, `dtype`, ...). The output
             is cast to this layer's compute dtype, whatever the dtype policy
             of an activation layer given as `activation`.
@@ -76,12 +77,14 @@ class PSPActivation(PSPLayerMixin, keras.layers.Layer):
                 self.activation.build(input_shape)
         self.built = True
 
-    def pre_activation(self, inputs, mask=None):
+    def pre_activation(self, inputs):
         """Returns z: the activation's input itself."""
         return inputs
 
-    def call(self, inputs, mask=None):
-        self.add_psp_loss(inputs, mask)
+    def call(self, inputs):
+        # The input's own mask: a `mask` argument would be recorded in the
+        # graph, and a plain activation put back in its place takes none.
+        self.add_psp_loss(inputs, keras_internals.keras_mask(inputs))
         # An activation layer of another dtype policy (e.g. a float32
         # `PReLU` in a mixed precision model) must not change the output's.
         return ops.cast(self.activation(inputs), self.compute_dtype)

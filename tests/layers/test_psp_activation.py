@@ -128,3 +128,16 @@ def test_registered_activation_layer_accepted():
     y = to_numpy(layer(np.array([[2.0, -3.0]], "float32")))
     np.testing.assert_allclose(y, [[4.0, 9.0]])
     np.testing.assert_allclose(to_numpy(layer.losses[0]), 0.5 * 13.0)
+
+
+def test_padded_positions_add_nothing():
+    tokens = keras.Input((None,), dtype="int32")
+    embedded = keras.layers.Embedding(10, 4, mask_zero=True)(tokens)
+    model = keras.Model(tokens, PSPActivation("relu", strength=1.0)(embedded))
+    real = np.array([[1, 2, 3], [4, 5, 6]])
+    model(real)
+    unpadded = float(to_numpy(model.losses[0]))
+    model(np.concatenate([real, np.zeros((2, 3), "int64")], axis=1))
+    np.testing.assert_allclose(
+        float(to_numpy(model.losses[0])), unpadded, rtol=1e-5
+    )
