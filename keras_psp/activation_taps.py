@@ -17,7 +17,8 @@ Which calls count (one rule, also written in `find_pre_activations`):
 - a call made inside another (`hard_silu` calling `hard_sigmoid`, the
   clipping of `relu(x, max_value=...)`) is part of it;
 - softmax, log-softmax and sparsemax are not a neuron's activation (they
-  normalize over an axis), and neither is any non-linearity that an
+  normalize over an axis), nor is an activation of a weight (keras_hub's
+  `softplus(per_dim_scale)`), nor any non-linearity that an
   attention layer (`MultiHeadAttention` and its subclasses, and any layer
   class whose name ends in `Attention`) applies in its own `call` (the
   scores' softmax, soft-capping `tanh`): these are left out;
@@ -73,17 +74,34 @@ class Watch:
         self.take = take
         self.count = 0
         self.skipped = []
+        # For a model: `id(layer) -> (count, skipped)` of each layer of its
+        # graph (nested Sequential and functional models entered).
+        self.by_layer = {}
         self._outputs = []
         self._depth = 0
+        self._top = None
+
+    def _tally(self):
+        counts = self.by_layer.setdefault(id(self._top), [0, []])
+        return counts
 
     def _skip(self, layer, reason):
         if all(layer is not other for other, _ in self.skipped):
             self.skipped.append((layer, reason))
+        skipped = self._tally()[1]
+        if all(layer is not other for other, _ in skipped):
+            skipped.append((layer, reason))
 
     def _seen(self, name, frame, z, output):
         layers, loop = _callers(frame, self.root)
         if not layers or layers[-1] is not self.root:
             return  # not applied inside a call of `root`
+        graph_layers = [
+            layer
+            for layer in layers[:-1]
+            if not keras_internals.is_graph_model(layer)
+        ]
+        self._top = graph_layers[-1] if graph_layers else self.root
         if any(isinstance(layer, PSPLayerMixin) for layer in layers):
             return
         for layer in layers:
@@ -110,10 +128,13 @@ class Watch:
             return
         if name in NORMALIZING or (layers and is_attention(layers[0])):
             return
+        if isinstance(z, keras.Variable) or len(getattr(z, "shape", ())) < 1:
+            return  # of a weight (a learned scale), not of a neuron
         chained = any(z is earlier for earlier in self._outputs)
         self._outputs.append(output)
         if not chained:
             self.count += 1
+            self._tally()[0] += 1
             self.take(z)
 
 

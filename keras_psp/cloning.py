@@ -157,6 +157,8 @@ def copy_state(source, target):
             f"layer, {len(targets)} in the copy)"
         )
     for origin, copy in zip(sources, targets, strict=True):
+        _check_same_settings(origin, copy)
+    for origin, copy in zip(sources, targets, strict=True):
         store = _Store()
         origin.save_own_variables(store)
         copy.load_own_variables(store)
@@ -164,6 +166,27 @@ def copy_state(source, target):
             with tempfile.TemporaryDirectory() as directory:
                 origin.save_assets(directory)
                 copy.load_assets(directory)
+
+
+_SETTINGS = (bool, int, float, str, type(None))
+
+
+def _check_same_settings(origin, copy):
+    """Raises unless the copy has the layer's plain settings (its public
+    attributes holding a number, a string, a bool or None; names aside):
+    a config that leaves one out (keras_hub's Qwen2 decoder forgets its
+    sliding window) rebuilds a layer that computes something else."""
+    mine, theirs = vars(origin), vars(copy)
+    for key, value in mine.items():
+        if key.startswith("_") or "name" in key or key == "built":
+            continue
+        if isinstance(value, _SETTINGS) and key in theirs:
+            if theirs[key] != value and not (value != value):  # NaN
+                raise ValueError(
+                    f"its config does not round-trip: `{key}` is "
+                    f"{value!r} in '{origin.name}' and {theirs[key]!r} in "
+                    "the layer rebuilt from its config"
+                )
 
 
 def describe(error):

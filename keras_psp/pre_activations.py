@@ -187,24 +187,28 @@ def skip_reason(layer):
     return None
 
 
-def _unknown_layer(layer):
+def _unknown_layer(layer, model_watches):
     """`(composite, reasons)` for a layer of no known kind: whether it
     applies activations in its own code that PSP can regularize (seen in a
-    symbolic run of its first call), and why each it applies that PSP
-    cannot regularize is left out."""
+    symbolic run of its first call, else of the whole model:
+    `model_watches()`), and why each it applies that PSP cannot regularize
+    is left out."""
     if activation_taps.is_recurrent(layer):
         return False, [_RECURRENT]
     if _is_keras_leaf(layer):
         return False, []
     try:
         watched = _traced_watch(layer)
-    except Exception as error:  # named in the warning, never silent
-        lines = str(error).strip().splitlines() or [""]
-        return False, [
-            f"its call could not be run symbolically "
-            f"({type(error).__name__}: {lines[0][:200]}), so PSP cannot see "
-            "which activations it applies"
-        ]
+    except Exception as error:
+        try:
+            watched = model_watches().get(id(layer), _LayerWatch((0, [])))
+        except Exception:  # named in the warning, never silent
+            lines = str(error).strip().splitlines() or [""]
+            return False, [
+                f"its call could not be run symbolically "
+                f"({type(error).__name__}: {lines[0][:200]}), so PSP cannot "
+                "see which activations it applies"
+            ]
     if watched is None:
         return False, []
     reasons = [
@@ -245,13 +249,10 @@ def inner_pre_activations(layer, *args, **kwargs):
     return watch_call(layer, *args, **kwargs)[1].found
 
 
-def _traced_watch(layer):
-    """The `Watch` of one symbolic run of `layer` on the arguments of its
-    first call in the graph (no node is added, nothing changes), or None
-    when it was not called in a graph. Raises what the run raises."""
-    arguments = keras_internals.call_arguments(layer)
-    if arguments is None:
-        return None
+def _symbolic_watch(layer, arguments):
+    """The `Watch` of one symbolic run of `layer` on stand-ins of
+    `arguments` (`(args, kwargs)` holding `keras.KerasTensor`s): no node is
+    added, nothing changes. Raises what the run raises."""
 
     # Dense stand-ins (a spec Keras marks sparse, e.g. keras_hub's scaled
     # embeddings on TensorFlow, is a dense tensor when the model runs), of
@@ -264,18 +265,42 @@ def _traced_watch(layer):
         return keras.KerasTensor(shape, x.dtype)
 
     error = None
-    for size in (2, None):
+    for size in (2, 8, None):
         args, kwargs = keras.tree.map_structure(
             lambda x, size=size: stand_in(x, size), arguments
         )
         try:
             with activation_taps.watch(layer, lambda z: None) as watched:
                 keras_internals.trace(layer.__call__, *args, **kwargs)
-        except Exception as failure:  # tried again with unknown sizes
+        except Exception as failure:  # tried again at other sizes
             error = error or failure
             continue
         return watched
     raise error
+
+
+def _traced_watch(layer):
+    """The `Watch` of one symbolic run of `layer` on the arguments of its
+    first call in the graph, or None when it was not called in a graph."""
+    arguments = keras_internals.call_arguments(layer)
+    if arguments is None:
+        return None
+    return _symbolic_watch(layer, arguments)
+
+
+class _LayerWatch:
+    """What a symbolic run of the whole model saw in one of its layers."""
+
+    def __init__(self, counts):
+        self.count, self.skipped = counts
+
+
+def _model_watches(model):
+    """`id(layer) -> _LayerWatch` for the layers of `model`'s graph, from
+    one symbolic run of the whole model (for a layer whose own run fails on
+    its recorded arguments, e.g. a keras_hub spec of the wrong rank)."""
+    watched = _symbolic_watch(model, ((model.input,), {}))
+    return {key: _LayerWatch(c) for key, c in watched.by_layer.items()}
 
 
 def _is_keras_leaf(layer):
@@ -540,6 +565,13 @@ def find_pre_activations(model, regularize_logits=True):
     """
     outputs = {id(layer) for layer in output_layers(model)}
     found, skipped = [], []
+    model_watch = []
+
+    def model_watches():
+        if not model_watch:
+            model_watch.append(_model_watches(model))
+        return model_watch[0]
+
     for layer, path in graph_operations(model):
         kind = layer_kind(layer)
         is_output = id(layer) in outputs
@@ -551,7 +583,7 @@ def find_pre_activations(model, regularize_logits=True):
         elif kind == PSP:
             found.append(PreActivation(layer, kind, path))
         elif kind is None:
-            composite, reasons = _unknown_layer(layer)
+            composite, reasons = _unknown_layer(layer, model_watches)
             if composite:
                 found.append(PreActivation(layer, COMPOSITE, path))
             if reasons:

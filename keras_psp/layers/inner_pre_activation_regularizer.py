@@ -1,6 +1,8 @@
 """PSP on the pre-activations inside a composite layer (e.g. a transformer
 block), leaving its output unchanged."""
 
+import warnings
+
 import keras
 from keras import ops
 
@@ -39,8 +41,9 @@ class InnerPreActivationRegularizer(PSPWrapperMixin, keras.layers.Wrapper):
     activation layer.
 
     Args:
-        layer: a `keras.layers.Layer` that applies at least one activation
-            in its call (checked at the first call).
+        layer: a `keras.layers.Layer` that applies activations in its
+            call (a call that applies none adds no term, and the first such
+            call warns).
         strength: λ, a finite float >= 0 (finite in float32), shared by all
             the inner pre-activations, in the non-trainable float32 variable
             `self.strength`.
@@ -84,18 +87,24 @@ class InnerPreActivationRegularizer(PSPWrapperMixin, keras.layers.Wrapper):
             kwargs["dtype"] = layer.dtype_policy
         super().__init__(layer, **kwargs)
         self._init_wrapper(strength, reduction)
+        self._warned = [False]  # a plain holder: not tracked state
 
     def call(self, *args, **kwargs):
         mask = pre_activations.call_mask(args, kwargs)
         outputs, watched = self._watched_call(
             lambda z: self.add_psp_loss(z, mask), args, kwargs
         )
-        if not watched.count:
-            raise ValueError(
-                f"Argument `layer` ('{self.layer.name}', a "
-                f"{type(self.layer).__name__}) applies no activation PSP can "
-                "regularize in its call."
-                + pre_activations.describe_skipped(watched.skipped)
+        if not watched.count and not self._warned[0]:
+            # Some layers apply activations only for some inputs (SAM's
+            # prompt encoder, for masks): said once, never silent.
+            self._warned[0] = True
+            warnings.warn(
+                f"InnerPreActivationRegularizer '{self.name}': the "
+                f"{type(self.layer).__name__} it wraps applied no activation "
+                "PSP can regularize in this call, so it adds no PSP term."
+                + pre_activations.describe_skipped(watched.skipped),
+                UserWarning,
+                stacklevel=2,
             )
         return self._in_compute_dtype(outputs)
 
@@ -110,7 +119,7 @@ class InnerPreActivationRegularizer(PSPWrapperMixin, keras.layers.Wrapper):
         return keras.tree.map_structure(
             lambda x: (
                 ops.cast(x, self.compute_dtype)
-                if keras.backend.is_float_dtype(x.dtype)
+                if x is not None and keras.backend.is_float_dtype(x.dtype)
                 else x
             ),
             outputs,
