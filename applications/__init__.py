@@ -6,7 +6,9 @@
 - `applications.quickstart`: L2 against PSP on MNIST, a few epochs;
 - `applications.benchmark`: what PSP costs in training speed;
 - `applications.convert_applications`: `apply_psp` on every model of
-  `keras.applications`.
+  `keras.applications`;
+- `applications.convert_keras_hub`: `apply_psp` on every keras_hub
+  backbone, at a tiny size.
 
 The programs keep TensorFlow's C++ start-up logs off the terminal (set
 `TF_CPP_MIN_LOG_LEVEL` yourself to see them).

@@ -55,6 +55,8 @@ class Sweep:
         title: the table's Markdown heading.
         key: the name of a row's model in the JSON rows (`"model"`).
         noun: what a row is, plural (`"models"`), for the summary.
+        what: what a name is, for an unknown name's error
+            (``"`keras.applications` model"``).
         columns: the table's column headings.
         format_row: row (dict) -> its Markdown table line.
         passed: row -> whether every check of the row passed.
@@ -68,6 +70,7 @@ class Sweep:
     title: str
     key: str
     noun: str
+    what: str
     columns: tuple
     format_row: object
     passed: object
@@ -155,13 +158,20 @@ def select(patterns, available, what):
     return [name for name in available if name in chosen]
 
 
-def run(sweep, args, argv, names, check, versions=None):
-    """The sweep: `check(name)` (returns the row, a dict, with any error
-    in it) for each of `names`, in order, the table and JSON rewritten
-    after each; returns the rows. `versions` (name -> version) are shown
-    in the table's heading after Keras'."""
-    import keras
-
+def run(sweep, args, argv, available, check, label=str, versions=None):
+    """The sweep over the names `available()` gives (called once Keras is
+    imported): with `--list`, prints `label(name)` for each and returns no
+    rows; else `check(name)` (returns the row, a dict, with any error in
+    it) for each name `--models` selects, in order, the table and JSON
+    rewritten after each; returns the rows. `versions` (name -> version)
+    are shown in the table's heading after Keras'."""
+    keras = quiet_keras()
+    available = available()
+    if args.list:
+        for name in available:
+            print(label(name))
+        return []
+    names = select(args.models, available, sweep.what)
     backend = keras.backend.backend()
     output = args.output or sweep.default_output.format(backend=backend)
     json_path = os.path.splitext(output)[0] + ".json"
@@ -177,9 +187,10 @@ def run(sweep, args, argv, names, check, versions=None):
         "command": command,
         "backend": backend,
         "keras": keras.__version__,
-        **(versions or {}),
+        **({"versions": versions} if versions else {}),
         "machine": machine(),
         "git_commit": git_commit(),
+        "keras_psp_changed": library_changed(),
         "date": datetime.datetime.now().astimezone().isoformat(" ", "seconds"),
     }
     done = resumed_rows(json_path, backend, sweep.key) if args.resume else {}
@@ -229,6 +240,25 @@ def machine():
     return f"{platform.platform()}, {cpu}, {cpus} CPUs"
 
 
+def library_changed():
+    """Whether keras_psp/ differs from the commit checked out (the table
+    then comes from code no commit holds); None outside a git checkout."""
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--", "keras_psp"],
+            capture_output=True,
+            text=True,
+            cwd=root,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return bool(status.stdout.strip()) if status.returncode == 0 else None
+
+
 def resumed_rows(json_path, backend, key):
     """The rows of the JSON at `json_path`, by their `key`, if it was
     written on `backend`; else none."""
@@ -268,19 +298,19 @@ def summary(sweep, rows, total):
 
 def write_results(sweep, output, json_path, info, rows, total):
     """Writes the Markdown table and the JSON, each atomically."""
-    known = ("command", "backend", "keras", "machine", "git_commit", "date")
     versions = "".join(
-        f", {name} {value}"
-        for name, value in info.items()
-        if name not in known and name != "sweep_seconds"
+        f", {name} {version}"
+        for name, version in info.get("versions", {}).items()
     )
+    commit = (info.get("git_commit") or "unknown")[:10]
+    if info.get("keras_psp_changed"):
+        commit += " with uncommitted changes"
     lines = [
         f"# {sweep.title}",
         "",
         f"`{info['command']}`: backend {info['backend']}, Keras "
-        f"{info['keras']}{versions}, keras-psp at commit "
-        f"{(info.get('git_commit') or 'unknown')[:10]}, {info['machine']}, "
-        f"{info['date']}.",
+        f"{info['keras']}{versions}, keras-psp at commit {commit}, "
+        f"{info['machine']}, {info['date']}.",
         "",
         "| " + " | ".join(sweep.columns) + " |",
         "|" + "---|" * len(sweep.columns),
@@ -292,6 +322,48 @@ def write_results(sweep, output, json_path, info, rows, total):
     ]
     write_atomic(output, lambda f: f.write("\n".join(lines)))
     write_json(json_path, {**info, "total_models": total, "rows": rows})
+
+
+def terms_ok(row):
+    """Whether the PSP terms are as many as expected."""
+    return row.get("psp_terms") is not None and (
+        row["psp_terms"] == row.get("expected_psp_terms")
+    )
+
+
+# The checks both sweeps count in their summary, first.
+COMMON_CHECKS = (
+    ("PSP terms as expected", terms_ok),
+    ("predictions equal", lambda row: row.get("predictions_equal")),
+)
+
+
+def terms_cell(row):
+    """The PSP terms, with MISMATCH when not as many as expected."""
+    text = cell(row, "psp_terms", str(row.get("psp_terms")))
+    if row.get("psp_terms") is not None and not terms_ok(row):
+        text += " (MISMATCH)"
+    return text
+
+
+def predictions_cell(row):
+    return cell(
+        row,
+        "predictions_equal",
+        f"{yes(row, 'predictions_equal')} ({row.get('max_abs_diff', 0):.1e})",
+    )
+
+
+def table_line(row, cells):
+    """The Markdown table line of `cells`, then the row's seconds and its
+    error and notes."""
+    error = "; ".join(filter(None, (row.get("error"), row.get("notes"))))
+    cells = [
+        *cells,
+        cell(row, "seconds", f"{row.get('seconds', 0):.1f}"),
+        table_text(error),
+    ]
+    return "| " + " | ".join(cells) + " |"
 
 
 def cell(row, key, text):
@@ -327,7 +399,13 @@ def compare(expected, actual):
     flat lists of arrays."""
     import numpy as np
 
-    pairs = list(zip(expected, actual, strict=True))
+    def number(array):  # booleans and integers compared as numbers
+        array = np.asarray(array)
+        return array if array.dtype.kind in "fc" else array.astype("float64")
+
+    pairs = [
+        (number(a), number(b)) for a, b in zip(expected, actual, strict=True)
+    ]
     diff = max(
         (float(np.max(np.abs(a - b), initial=0.0)) for a, b in pairs),
         default=0.0,
@@ -374,9 +452,25 @@ def round_trip(row, model, x, predicted):
 
 
 def describe(error):
-    """An exception as one line: its type and its message's first line."""
-    lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {lines[0] if lines else ''}".strip(" :")
+    """An exception as one line: its type and its message's first line (and
+    the cause's, for the "Exception encountered when calling ..." that
+    Keras puts first, or the innermost "Exception encountered: ..." of a
+    deserialization error)."""
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    head = lines[0] if lines else ""
+    causes = [
+        line.removeprefix("Exception encountered: ")
+        for line in lines
+        if line.startswith("Exception encountered: ")
+    ]
+    if causes:
+        head = f"{head.split('. ')[0]}: {causes[-1]}"
+    elif head.startswith("Exception encountered when calling") and lines[1:]:
+        head = f"{head} {lines[1]}"
+    return f"{type(error).__name__}: {head}".strip(" :")
 
 
 def affine_layer_classes():

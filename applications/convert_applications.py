@@ -99,15 +99,13 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    conversion_sweep.quiet_keras()
-    available = available_models()
-    if args.list:
-        for name in available:
-            print(f"{name} {input_size(name)}x{input_size(name)}")
-        return []
-    models = select_models(args.models, available)
     return conversion_sweep.run(
-        SWEEP, args, argv, models, lambda name: check_model(name, args)
+        SWEEP,
+        args,
+        argv,
+        available_models,
+        lambda name: check_model(name, args),
+        label=lambda name: f"{name} {input_size(name)}x{input_size(name)}",
     )
 
 
@@ -198,8 +196,10 @@ def expected_psp_terms(model):
     layer with a non-linear `activation`, an activation layer other than a
     linear `Activation`), plus one per call of a linear affine output layer
     (the logits, which `apply_psp` regularizes by default). An activation
-    layer whose input a linear PSP layer made is not counted: that z is
-    counted already. PSP layers already in `model` count once per call.
+    layer whose input is another activation's output (an activation
+    layer's, an affine layer's with a non-linear `activation`) or a PSP
+    layer's is not counted: it has no z of its own, or that z is counted
+    already. PSP layers already in `model` count once per call.
 
     Calls the model's layers on new symbolic inputs, which adds nodes to
     them: count after converting the model, not before.
@@ -225,11 +225,19 @@ def expected_psp_terms(model):
                 count += 1
         elif kind in activation:
             source = keras_internals.producer(keras.tree.flatten(args)[0])
-            source_activation = getattr(
-                source, "psp_activation", getattr(source, "activation", None)
-            )
-            counted = isinstance(source, PSPLayerMixin) and _is_linear(
-                source_activation
+            source_activation = getattr(source, "activation", None)
+            counted = (
+                isinstance(source, PSPLayerMixin)
+                or (
+                    type(source) in activation
+                    and not (
+                        type(source) is keras.layers.Activation
+                        and _is_linear(source_activation)
+                    )
+                )
+                or (
+                    type(source) in affine and not _is_linear(source_activation)
+                )
             )
             linear = kind is keras.layers.Activation and _is_linear(
                 layer.activation
@@ -268,16 +276,10 @@ def _fit_step(row, model, x, y, args):
     row["fit_loss_finite"] = math.isfinite(row["fit_loss"])
 
 
-def _terms_ok(row):
-    return row.get("psp_terms") is not None and (
-        row["psp_terms"] == row.get("expected_psp_terms")
-    )
-
-
 def passed(row):
     """Whether every check of the row passed."""
     return (
-        _terms_ok(row)
+        conversion_sweep.terms_ok(row)
         and bool(row.get("predictions_equal"))
         and bool(row.get("fit_loss_finite"))
         and bool(row.get("round_trip"))
@@ -286,10 +288,7 @@ def passed(row):
 
 
 def format_row(row):
-    """The row as a Markdown table line, in the order of `COLUMNS`."""
-    terms = cell(row, "psp_terms", str(row.get("psp_terms")))
-    if row.get("psp_terms") is not None and not _terms_ok(row):
-        terms += " (MISMATCH)"
+    """The row as a Markdown table line, in the order of `SWEEP.columns`."""
     trip = cell(
         row,
         "round_trip",
@@ -298,29 +297,20 @@ def format_row(row):
         else f"FAILED (diff {row.get('round_trip_max_abs_diff', 0):.1e}, "
         f"{row.get('round_trip_psp_terms')} terms)",
     )
-    error = "; ".join(filter(None, (row.get("error"), row.get("notes"))))
-    cells = [
-        row["model"],
-        row["input"],
-        cell(row, "layers", str(row.get("layers"))),
-        cell(row, "expected_psp_terms", str(row.get("expected_psp_terms"))),
-        terms,
-        cell(
-            row,
-            "predictions_equal",
-            f"{yes(row, 'predictions_equal')} "
-            f"({row.get('max_abs_diff', 0):.1e})",
-        ),
-        cell(
-            row,
-            "fit_loss_finite",
-            f"{yes(row, 'fit_loss_finite')} ({row.get('fit_loss', 0):.4g})",
-        ),
-        trip,
-        cell(row, "seconds", f"{row.get('seconds', 0):.1f}"),
-        conversion_sweep.table_text(error),
-    ]
-    return "| " + " | ".join(cells) + " |"
+    fit = f"{yes(row, 'fit_loss_finite')} ({row.get('fit_loss', 0):.4g})"
+    return conversion_sweep.table_line(
+        row,
+        [
+            row["model"],
+            row["input"],
+            cell(row, "layers", str(row.get("layers"))),
+            cell(row, "expected_psp_terms", str(row.get("expected_psp_terms"))),
+            conversion_sweep.terms_cell(row),
+            conversion_sweep.predictions_cell(row),
+            cell(row, "fit_loss_finite", fit),
+            trip,
+        ],
+    )
 
 
 SWEEP = conversion_sweep.Sweep(
@@ -328,6 +318,7 @@ SWEEP = conversion_sweep.Sweep(
     title="`apply_psp` on `keras.applications`",
     key="model",
     noun="models",
+    what=WHAT,
     columns=(
         "model",
         "input",
@@ -343,12 +334,11 @@ SWEEP = conversion_sweep.Sweep(
     format_row=format_row,
     passed=passed,
     checks=(
-        ("PSP terms as expected", _terms_ok),
-        ("predictions equal", lambda r: r.get("predictions_equal")),
+        *conversion_sweep.COMMON_CHECKS,
         ("fit loss finite", lambda r: r.get("fit_loss_finite")),
         ("round trip", lambda r: r.get("round_trip")),
     ),
-    default_output="results/applications_{backend}.md",
+    default_output="runs/applications_{backend}.md",
 )
 
 

@@ -24,6 +24,7 @@ PROGRAMS = (
     "quickstart",
     "benchmark",
     "convert_applications",
+    "convert_keras_hub",
 )
 # Prints the program's --help, then whether TensorFlow was imported.
 HELP = """
