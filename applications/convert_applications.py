@@ -6,7 +6,8 @@
     python -m applications.convert_applications --backend jax
 
 The whole sweep (40 models) took 891 s on a 2-core CPU with the TensorFlow
-backend (2026-11-25; results/applications_tensorflow.md).
+backend (2026-11-25), and 1844 s with another sweep running beside it
+(2026-12-02; results/applications_tensorflow.md).
 
 Each model is built with `weights=None`, the smallest input it accepts
 (32x32, or the minimum Keras' own input check sets: 75 for InceptionV3
