@@ -29,6 +29,7 @@ Which calls count (one rule, also written in `find_pre_activations`):
   recorded in `skipped`, with the layer and the reason, and not taken.
 """
 
+import contextlib
 import sys
 import threading
 
@@ -38,6 +39,11 @@ from keras_psp import keras_internals
 from keras_psp.layers.psp_layer import PSPLayerMixin
 
 NORMALIZING = frozenset(("softmax", "log_softmax", "sparsemax"))
+RECURRENT = (
+    "recurrent layer: it applies its activations inside the recurrence, "
+    "out of reach of `add_loss`, so it has no single pre-activation"
+)
+MAPPED = "it calls its inner layer inside a map, out of reach of `add_loss`"
 
 _ATTENTION_LAYERS = (
     keras.layers.MultiHeadAttention,
@@ -79,18 +85,11 @@ class Watch:
         self.by_layer = {}
         self._outputs = []
         self._depth = 0
-        self._top = None
 
-    def _tally(self):
-        counts = self.by_layer.setdefault(id(self._top), [0, []])
-        return counts
-
-    def _skip(self, layer, reason):
-        if all(layer is not other for other, _ in self.skipped):
-            self.skipped.append((layer, reason))
-        skipped = self._tally()[1]
-        if all(layer is not other for other, _ in skipped):
-            skipped.append((layer, reason))
+    def _skip(self, top, layer, reason):
+        for skipped in (self.skipped, self.by_layer[id(top)][1]):
+            if all(layer is not other for other, _ in skipped):
+                skipped.append((layer, reason))
 
     def _seen(self, name, frame, z, output):
         layers, loop = _callers(frame, self.root)
@@ -101,27 +100,21 @@ class Watch:
             for layer in layers[:-1]
             if not keras_internals.is_graph_model(layer)
         ]
-        self._top = graph_layers[-1] if graph_layers else self.root
+        top = graph_layers[-1] if graph_layers else self.root
+        tally = self.by_layer.setdefault(id(top), [0, []])
         if any(isinstance(layer, PSPLayerMixin) for layer in layers):
             return
         for layer in layers:
             if is_recurrent(layer):
-                self._skip(
-                    layer,
-                    "recurrent layer: it applies its activations inside the "
-                    "recurrence, out of reach of `add_loss`",
-                )
+                self._skip(top, layer, RECURRENT)
                 return
             if isinstance(layer, keras.layers.TimeDistributed):
-                self._skip(
-                    layer,
-                    "it calls its inner layer inside a map, out of reach of "
-                    "`add_loss`",
-                )
+                self._skip(top, layer, MAPPED)
                 return
         if loop is not None:
             self._skip(
-                layers[0] if layers else self.root,
+                top,
+                layers[0],
                 f"it applies an activation inside `keras.ops.{loop}`, out "
                 "of reach of `add_loss`",
             )
@@ -134,7 +127,7 @@ class Watch:
         self._outputs.append(output)
         if not chained:
             self.count += 1
-            self._tally()[0] += 1
+            tally[0] += 1
             self.take(z)
 
 
@@ -203,23 +196,19 @@ def _uninstall():
             _installed["originals"].clear()
 
 
-class watch:
-    """Context manager: while active in this thread, the activations applied
-    inside calls of `root` hand their z to `take` (see the module
-    docstring). Enters as the `Watch` that records them."""
-
-    def __init__(self, root, take):
-        self._watch = Watch(root, take)
-
-    def __enter__(self):
-        _install()
-        if not hasattr(_local, "stack"):
-            _local.stack = []
-        _local.stack.append(self._watch)
-        return self._watch
-
-    def __exit__(self, *exc):
+@contextlib.contextmanager
+def watch(root, take):
+    """While active in this thread, the activations applied inside calls of
+    `root` hand their z to `take` (see the module docstring). Yields the
+    `Watch` that records them."""
+    watched = Watch(root, take)
+    _install()
+    if not hasattr(_local, "stack"):
+        _local.stack = []
+    _local.stack.append(watched)
+    try:
+        yield watched
+    finally:
         _local.stack.pop()
-        self._watch._outputs.clear()
+        watched._outputs.clear()
         _uninstall()
-        return False

@@ -35,6 +35,7 @@ import warnings
 import keras
 
 from keras_psp import activation_taps
+from keras_psp import cloning
 from keras_psp import keras_internals
 from keras_psp.layers.psp_layer import PSPLayerMixin
 
@@ -156,13 +157,6 @@ def layer_kind(layer):
     return _registry.get(type(layer))
 
 
-_RECURRENT = (
-    "recurrent layer: it applies its activations inside the recurrence, "
-    "out of reach of `add_loss`, so it has no single pre-activation"
-)
-_MAPPED = "it calls its inner layer inside a map, out of reach of `add_loss`"
-
-
 def skip_reason(layer):
     """Why a layer that looks as if it had a pre-activation of its own (it
     holds an `activation`, or is recurrent) cannot be wrapped whole, or
@@ -173,9 +167,9 @@ def skip_reason(layer):
         activation_taps.is_recurrent(sublayer)
         for sublayer in keras_internals.sublayers(layer)
     ):
-        return _RECURRENT
+        return activation_taps.RECURRENT
     if isinstance(layer, keras.layers.TimeDistributed):
-        return _MAPPED
+        return activation_taps.MAPPED
     activation = getattr(layer, "activation", None)
     if activation is not None and not is_linear(activation):
         return (
@@ -194,7 +188,7 @@ def _unknown_layer(layer, model_watches):
     `model_watches()`), and why each it applies that PSP cannot regularize
     is left out."""
     if activation_taps.is_recurrent(layer):
-        return False, [_RECURRENT]
+        return False, [activation_taps.RECURRENT]
     if _is_keras_leaf(layer):
         return False, []
     try:
@@ -203,11 +197,10 @@ def _unknown_layer(layer, model_watches):
         try:
             watched = model_watches().get(id(layer), _LayerWatch((0, [])))
         except Exception:  # named in the warning, never silent
-            lines = str(error).strip().splitlines() or [""]
             return False, [
-                f"its call could not be run symbolically "
-                f"({type(error).__name__}: {lines[0][:200]}), so PSP cannot "
-                "see which activations it applies"
+                "its call could not be run symbolically "
+                f"({cloning.describe(error)}), so PSP cannot see which "
+                "activations it applies"
             ]
     if watched is None:
         return False, []
@@ -232,21 +225,13 @@ def _unknown_layer(layer, model_watches):
     return watched.count > 0, reasons
 
 
-def watch_call(layer, *args, **kwargs):
-    """Calls `layer` and returns `(outputs, watch)`: the `Watch` of the
-    activations it applied in its own code (see `activation_taps`), their
-    z's in `watch.found`."""
-    found = []
-    with activation_taps.watch(layer, found.append) as watched:
-        outputs = layer(*args, **kwargs)
-    watched.found = found
-    return outputs, watched
-
-
 def inner_pre_activations(layer, *args, **kwargs):
     """Calls a composite `layer` and returns the list of z's of the
     activations it applies in its own code in that call."""
-    return watch_call(layer, *args, **kwargs)[1].found
+    found = []
+    with activation_taps.watch(layer, found.append):
+        layer(*args, **kwargs)
+    return found
 
 
 def _symbolic_watch(layer, arguments):

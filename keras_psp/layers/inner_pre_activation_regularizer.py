@@ -91,9 +91,10 @@ class InnerPreActivationRegularizer(PSPWrapperMixin, keras.layers.Wrapper):
 
     def call(self, *args, **kwargs):
         mask = pre_activations.call_mask(args, kwargs)
-        outputs, watched = self._watched_call(
-            lambda z: self.add_psp_loss(z, mask), args, kwargs
-        )
+        with activation_taps.watch(
+            self.layer, lambda z: self.add_psp_loss(z, mask)
+        ) as watched:
+            outputs = self.layer(*args, **kwargs)
         if not watched.count and not self._warned[0]:
             # Some layers apply activations only for some inputs (SAM's
             # prompt encoder, for masks): said once, never silent.
@@ -107,11 +108,6 @@ class InnerPreActivationRegularizer(PSPWrapperMixin, keras.layers.Wrapper):
                 stacklevel=2,
             )
         return self._in_compute_dtype(outputs)
-
-    def _watched_call(self, take, args, kwargs):
-        with activation_taps.watch(self.layer, take) as watched:
-            outputs = self.layer(*args, **kwargs)
-        return outputs, watched
 
     def _in_compute_dtype(self, outputs):
         """Float outputs in the wrapper's compute dtype (the wrapped layer's,
@@ -127,9 +123,9 @@ class InnerPreActivationRegularizer(PSPWrapperMixin, keras.layers.Wrapper):
 
     def pre_activation(self, *args, **kwargs):
         """Returns the list of inner pre-activations z for these inputs."""
-        found = []
-        self._watched_call(found.append, args, kwargs)
-        return found
+        return pre_activations.inner_pre_activations(
+            self.layer, *args, **kwargs
+        )
 
     def get_config(self):
         config = super().get_config()
