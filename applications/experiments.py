@@ -86,6 +86,89 @@ REGIMES = {
     **{f"psp+{method}": ("psp", {"comparison": method}) for method in COMPARED},
 }
 REGIME_ORDER = tuple(REGIMES)
+# The report's words for the settings above (plot titles and legends):
+# each value a regime, data set or model takes, as a reader knows it. A
+# value without words here fails the report's tests, so none goes unnamed.
+WORDS = {
+    "dataset": {
+        "mnist": "MNIST",
+        "fashion_mnist": "Fashion-MNIST",
+        "cifar10": "CIFAR-10",
+    },
+    "model": {
+        "lenet5": "LeNet-5",
+        "resnet18": "ResNet-18",
+        "mobilenetv2": "MobileNetV2",
+        "all_cnn_c": "All-CNN-C",
+    },
+    "regularization": {
+        "none": "no regularization",
+        "l2": "L2 (weight decay)",
+        "psp": "PSP",
+    },
+    "strength_schedule": {"step": "step decay (λ ×0.1 at 50 % and 75 %)"},
+    "initializer": {"pytorch": "PyTorch initialization"},
+    "comparison": {
+        "soft_diamond": "soft diamond",
+        "gradient_coherent_l1": "gradient-coherent L1",
+        "activation_sparsity": "activation sparsity",
+    },
+}
+
+
+def number(value):
+    """`value` as the report writes λ: 1e-3, 5e-4, 0.01, 0."""
+    mantissa, exponent = f"{value:.6e}".split("e")
+    if value == 0 or abs(int(exponent)) < 3:
+        return f"{value:g}"
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+
+
+def label(regime, strength, comparison_strength=None):
+    """The words for `regime` (a key of `REGIMES`) run with λ `strength`
+    (and a comparison regularizer's λ `comparison_strength`), from its
+    settings in `REGIMES`: "PSP, λ 1e-3, step decay (...)", "L2 (weight
+    decay) 1e-4, PyTorch initialization", "PSP, λ 1e-3 + soft diamond,
+    λ 1e-6", "no regularization".
+
+    Args:
+        regime: a key of `REGIMES`.
+        strength: the regime's λ (its L2 factor for L2).
+        comparison_strength: the comparison regularizer's λ, if any.
+
+    Example:
+
+    >>> label("psp_step", 1e-3)
+    'PSP, λ 1e-3, step decay (λ ×0.1 at 50 % and 75 %)'
+    >>> label("l2_pytorch_init", 1e-4)
+    'L2 (weight decay) 1e-4, PyTorch initialization'
+    >>> label("soft_diamond", 0.0, 1e-6)
+    'soft diamond, λ 1e-6'
+    """
+    if regime not in REGIMES:
+        raise ValueError(
+            f"regime must be one of {', '.join(REGIMES)}; got {regime!r}"
+        )
+    regularization, extra = REGIMES[regime]
+    parts = []
+    if regularization == "psp":
+        parts.append(f"PSP, λ {number(strength)}")
+    elif regularization == "l2":
+        parts.append(f"{WORDS['regularization']['l2']} {number(strength)}")
+    if "comparison" in extra:
+        method = WORDS["comparison"][extra["comparison"]]
+        parts.append(
+            method
+            if comparison_strength is None
+            else f"{method}, λ {number(comparison_strength)}"
+        )
+    words = " + ".join(parts) or WORDS["regularization"]["none"]
+    for setting, value in extra.items():
+        if setting != "comparison":
+            words += f", {WORDS[setting][value]}"
+    return words
+
+
 # Paired comparisons: (regime, baseline).
 PAIRS = (
     ("psp", "l2"),
