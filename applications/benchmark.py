@@ -197,6 +197,7 @@ def builtin_route(psp_model):
     from keras_psp import PSPRegularizer
     from keras_psp import cloning
     from keras_psp import keras_internals
+    from keras_psp.layers.psp_layer import PSP_CONFIG_KEYS
     from keras_psp.layers.psp_layer import PSPAffineMixin
 
     def regularizer(layer):
@@ -218,7 +219,8 @@ def builtin_route(psp_model):
     def clone(layer):
         if isinstance(layer, PSPAffineMixin):
             config = layer.get_config()
-            del config["strength"], config["reduction"]
+            for key in PSP_CONFIG_KEYS:
+                del config[key]
             config["activation"] = "linear"
             new = layer.base_layer_class.from_config(config)
             new.activity_regularizer = regularizer(layer)

@@ -9,6 +9,7 @@ from keras_psp.layers.inner_pre_activation_regularizer import (
 )
 from keras_psp.layers.pre_activation_regularizer import PreActivationRegularizer
 from keras_psp.layers.psp_activation import PSPActivation
+from keras_psp.layers.psp_layer import PSP_CONFIG_KEYS
 from keras_psp.layers.psp_layer import PSPAffineMixin
 from keras_psp.layers.psp_layer import PSPLayerMixin
 
@@ -31,7 +32,7 @@ def _plain_copy(layer):
         return copy, lambda: cloning.copy_state(layer.layer, copy)
     if isinstance(layer, PSPAffineMixin):
         config = layer.get_config()
-        for key in ("strength", "reduction"):
+        for key in PSP_CONFIG_KEYS:
             config.pop(key)
         copy = cloning.from_config(
             layer.base_layer_class,

@@ -8,6 +8,7 @@ import numpy as np
 from keras import ops
 
 from keras_psp.models.psp_model import psp_layers
+from keras_psp.models.psp_model import strength_shares
 from keras_psp.penalty import FLOAT32_MAX
 
 
@@ -19,33 +20,35 @@ class StrengthScheduler(keras.callbacks.Callback):
     `cosine_strength`, `warmup_strength` make common ones, and any of Keras'
     schedules works, e.g. `ExponentialDecay`), called with the 0-based
     epoch index as its step. Its value `schedule(epoch)` is the model's λ
-    itself (not a factor of it): at the start of each epoch the PSP layers'
-    `strength` variables are set from it, and the compiled train step reads
-    the variables, so nothing is recompiled. The model's λ in force is
-    logged as `psp_strength` (a float).
+    itself (not a factor of it), on the scale the model was built with: the
+    λ written to `PSPDense`, `PSPConv2D`, `PSPActivation` or a wrapper, to
+    `apply_psp(model, λ)` (with or without `divide_by_num_layers=True`), or
+    to a builder's `psp_strength`. A schedule whose first value is that λ
+    changes nothing at epoch 0, whichever way the model was built. At the
+    start of each epoch the PSP layers' `strength` variables are set from
+    it, and the compiled train step reads the variables, so nothing is
+    recompiled. The value in force is logged as `psp_strength` (a float),
+    on the same scale.
 
-    **The model's λ is the sum of its PSP layers' λ's.** Each layer gets
-    `schedule(epoch) * r`, where r is the layer's share of that sum when
-    training first begins (`on_train_begin` of the first `fit`): the layers
-    keep their proportions. So:
+    Each layer gets `schedule(epoch) * r / L`:
 
-    - for `keras_psp.models.LeNet5(psp_strength=λ)` and the other models,
-      which split λ over their L PSP layers (λ/L each; the default
-      `psp_divide_by_num_layers=True`), and for `apply_psp(model, λ,
-      divide_by_num_layers=True)`, the model's λ is the λ they were given:
-      a schedule of λ's starts where the model was built, and each layer
-      gets `schedule(epoch) / L`;
-    - for `apply_psp(model, λ)` (each of the L layers gets λ, the default),
-      the model's λ is L·λ: pass a schedule of L·λ's to give each layer λ.
-    - If every layer's λ is 0 when training begins, they share the
-      schedule's value equally.
+    - L is the layer's `strength_divisor`: the number of layers λ was
+      divided among (`apply_psp(..., divide_by_num_layers=True)` and the
+      builders of `keras_psp.models`, which do so by default, give each of
+      their L layers λ/L and record L), or 1 for a layer given λ itself
+      (`PSPDense(strength=λ)`, `apply_psp(model, λ)`);
+    - r is 1 for a model built with one λ. Where layers were given
+      different λ's (on that scale: `strength * strength_divisor`), the
+      model's λ is the largest of them and r is each layer's ratio to it,
+      read when training first begins (`on_train_begin` of the first `fit`),
+      so the layers keep their proportions; where all are 0, r is 1.
 
-    The shares do not depend on λ's scale, so a resumed run (layers
-    restored from a checkpoint holding a decayed λ, by `load_weights` or
+    r does not depend on λ's scale, so a resumed run (layers restored from
+    a checkpoint holding a decayed λ, by `load_weights` or
     `BackupAndRestore`, then `fit(initial_epoch=...)`) gets exactly
     `schedule(epoch)` at each epoch, as the uninterrupted run did: the
     decay is not compounded. Put the scheduler before `BackupAndRestore`
-    in the callbacks list, so that the shares are read from the model as
+    in the callbacks list, so that the ratios are read from the model as
     built (this matters only if a checkpoint holds λ = 0 everywhere).
 
     `get_config` gives a JSON-serializable config (the schedule through
@@ -70,6 +73,9 @@ class StrengthScheduler(keras.callbacks.Callback):
 
     Example:
 
+    Two `PSPDense` layers built with λ = 1e-3: the schedule starts there,
+    each layer keeps 1e-3, and the log says so.
+
     >>> import keras
     >>> import numpy as np
     >>> from keras_psp import PSPDense
@@ -77,6 +83,7 @@ class StrengthScheduler(keras.callbacks.Callback):
     >>> from keras_psp.models.psp_model import PSPModel
     >>> inputs = keras.Input((4,))
     >>> hidden = PSPDense(8, activation="relu", strength=1e-3)(inputs)
+    >>> hidden = PSPDense(8, activation="relu", strength=1e-3)(hidden)
     >>> model = PSPModel(inputs, keras.layers.Dense(1)(hidden))
     >>> model.compile("sgd", "mse")
     >>> scheduler = StrengthScheduler(step_strength(1e-3, decay_epochs=[2]))
@@ -84,6 +91,8 @@ class StrengthScheduler(keras.callbacks.Callback):
     >>> history = model.fit(x, y, epochs=3, verbose=0, callbacks=[scheduler])
     >>> [round(value, 8) for value in history.history["psp_strength"]]
     [0.001, 0.001, 0.0001]
+    >>> [round(float(layer.strength.numpy()), 8) for layer in model.layers[1:3]]
+    [0.0001, 0.0001]
     >>> rebuilt = StrengthScheduler.from_config(scheduler.get_config())
     >>> round(float(rebuilt.schedule(2)), 8)
     0.0001
@@ -123,20 +132,13 @@ class StrengthScheduler(keras.callbacks.Callback):
         return cls(**config)
 
     def on_train_begin(self, logs=None):
-        # The shares are read once per model: a second fit (or the end of
+        # The ratios are read once per model: a second fit (or the end of
         # a schedule reaching 0) must not change them.
         if self._shares is not None and self._shares_model is self.model:
             return
-        layers = psp_layers(self.model)
-        if not layers:
+        if not psp_layers(self.model):
             raise ValueError("StrengthScheduler needs a model with PSP layers.")
-        strengths = [float(ops.convert_to_numpy(la.strength)) for la in layers]
-        total = math.fsum(strengths)
-        if total > 0:
-            shares = [strength / total for strength in strengths]
-        else:
-            shares = [1 / len(layers)] * len(layers)
-        self._shares = list(zip(layers, shares, strict=True))
+        self._shares = strength_shares(self.model)
         self._shares_model = self.model
 
     def strength(self, epoch):
@@ -168,8 +170,9 @@ class StrengthScheduler(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         strength = self.strength(epoch)
-        for layer, share in self._shares:
-            layer.strength.assign(strength * share)
+        for layer, ratio, divisor in self._shares:
+            # `strength * 1.0 / L` is exactly the builders' `λ / L`.
+            layer.strength.assign(strength * ratio / divisor)
         self._strength = strength
         if self.verbose:
             print(f"\nEpoch {epoch + 1}: PSP strength λ = {strength:.4g}.")

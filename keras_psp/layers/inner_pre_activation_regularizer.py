@@ -50,6 +50,13 @@ class InnerPreActivationRegularizer(PSPWrapperMixin, keras.layers.Wrapper):
         reduction: `"sum"` (paper eq. 7) or `"mean"` (the authors' code);
             see `keras_psp.psp_penalty`. Applied to each inner
             pre-activation.
+        strength_divisor: the number L of layers over which a model's λ
+            was divided (recorded by `apply_psp(...,
+            divide_by_num_layers=True)` and the builders of
+            `keras_psp.models`; 1, the default, for a λ given to this layer
+            itself): `strength` is the model's λ / L, and
+            `keras_psp.callbacks.StrengthScheduler` sets it to
+            `schedule(epoch) / L`.
         **kwargs: base layer arguments (`name`, `dtype`, ...). `dtype`
             defaults to the wrapped layer's dtype policy; float outputs are
             cast to the wrapper's compute dtype.
@@ -70,7 +77,14 @@ class InnerPreActivationRegularizer(PSPWrapperMixin, keras.layers.Wrapper):
     1
     """
 
-    def __init__(self, layer, strength=1e-3, reduction="sum", **kwargs):
+    def __init__(
+        self,
+        layer,
+        strength=1e-3,
+        reduction="sum",
+        strength_divisor=1,
+        **kwargs,
+    ):
         if not isinstance(layer, keras.layers.Layer):
             raise TypeError(
                 "Argument `layer` must be a `keras.layers.Layer` instance. "
@@ -86,7 +100,7 @@ class InnerPreActivationRegularizer(PSPWrapperMixin, keras.layers.Wrapper):
         if kwargs.get("dtype") is None:
             kwargs["dtype"] = layer.dtype_policy
         super().__init__(layer, **kwargs)
-        self._init_wrapper(strength, reduction)
+        self._init_wrapper(strength, reduction, strength_divisor)
         self._warned = [False]  # a plain holder: not tracked state
 
     def call(self, *args, **kwargs):

@@ -41,6 +41,13 @@ class PreActivationRegularizer(PSPWrapperMixin, keras.layers.Wrapper):
             `keras_psp.psp_penalty`.
         activation: the activation to apply to `z`. Defaults to the wrapped
             layer's own activation.
+        strength_divisor: the number L of layers over which a model's λ
+            was divided (recorded by `apply_psp(...,
+            divide_by_num_layers=True)` and the builders of
+            `keras_psp.models`; 1, the default, for a λ given to this layer
+            itself): `strength` is the model's λ / L, and
+            `keras_psp.callbacks.StrengthScheduler` sets it to
+            `schedule(epoch) / L`.
         **kwargs: base layer arguments (`name`, `dtype`, ...). `dtype`
             defaults to the wrapped layer's dtype policy; the output is cast
             to the wrapper's compute dtype.
@@ -59,13 +66,19 @@ class PreActivationRegularizer(PSPWrapperMixin, keras.layers.Wrapper):
     """
 
     def __init__(
-        self, layer, strength=1e-3, reduction="sum", activation=None, **kwargs
+        self,
+        layer,
+        strength=1e-3,
+        reduction="sum",
+        activation=None,
+        strength_divisor=1,
+        **kwargs,
     ):
         pre_activations.check_affine_layer(layer)
         if kwargs.get("dtype") is None:
             kwargs["dtype"] = layer.dtype_policy
         super().__init__(layer, **kwargs)
-        self._init_wrapper(strength, reduction)
+        self._init_wrapper(strength, reduction, strength_divisor)
         if activation is None:
             activation = layer.activation
         self.activation = keras.activations.get(activation)

@@ -44,6 +44,13 @@ class PSPActivation(PSPLayerMixin, keras.layers.Layer):
         reduction: `"sum"` (paper eq. 7) or `"mean"` (the authors' code); see
             `keras_psp.psp_penalty`. In a masked sequence (the input
             carries a Keras mask), padded positions add nothing.
+        strength_divisor: the number L of layers over which a model's λ
+            was divided (recorded by `apply_psp(...,
+            divide_by_num_layers=True)` and the builders of
+            `keras_psp.models`; 1, the default, for a λ given to this layer
+            itself): `strength` is the model's λ / L, and
+            `keras_psp.callbacks.StrengthScheduler` sets it to
+            `schedule(epoch) / L`.
         **kwargs: base layer arguments (`name`, `dtype`, ...). The output
             is cast to this layer's compute dtype, whatever the dtype policy
             of an activation layer given as `activation`.
@@ -59,9 +66,16 @@ class PSPActivation(PSPLayerMixin, keras.layers.Layer):
     1.25
     """
 
-    def __init__(self, activation, strength=1e-3, reduction="sum", **kwargs):
+    def __init__(
+        self,
+        activation,
+        strength=1e-3,
+        reduction="sum",
+        strength_divisor=1,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
-        self._init_psp(strength, reduction)
+        self._init_psp(strength, reduction, strength_divisor)
         if isinstance(activation, dict):
             activation = keras.layers.deserialize(activation)
         if isinstance(activation, keras.layers.Layer):

@@ -23,6 +23,13 @@ class PSPDense(PSPAffineMixin, keras.layers.Dense):
         reduction: `"sum"` (paper eq. 7: `λ · ½ Σ_units z²` per example,
             averaged over the batch) or `"mean"` (the authors' code:
             `λ · mean(z²)`).
+        strength_divisor: the number L of layers over which a model's λ
+            was divided (recorded by `apply_psp(...,
+            divide_by_num_layers=True)` and the builders of
+            `keras_psp.models`; 1, the default, for a λ given to this layer
+            itself): `strength` is the model's λ / L, and
+            `keras_psp.callbacks.StrengthScheduler` sets it to
+            `schedule(epoch) / L`.
         **kwargs: every other argument of `keras.layers.Dense` (`use_bias`,
             `kernel_initializer`, `kernel_regularizer`, ...) and of the base
             layer (`name`, `dtype`, ...).
@@ -40,7 +47,13 @@ class PSPDense(PSPAffineMixin, keras.layers.Dense):
     base_layer_class = keras.layers.Dense
 
     def __init__(
-        self, units, activation=None, strength=1e-3, reduction="sum", **kwargs
+        self,
+        units,
+        activation=None,
+        strength=1e-3,
+        reduction="sum",
+        strength_divisor=1,
+        **kwargs,
     ):
         super().__init__(units, activation=activation, **kwargs)
-        self._init_affine_psp(strength, reduction)
+        self._init_affine_psp(strength, reduction, strength_divisor)

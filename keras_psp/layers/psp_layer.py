@@ -8,21 +8,40 @@ from keras_psp import keras_internals
 from keras_psp.penalty import psp_penalty
 from keras_psp.penalty import validate_reduction
 from keras_psp.penalty import validate_strength
+from keras_psp.validation import validate_positive_int
+
+# The config entries a PSP layer adds to its base layer's (`strip_psp`
+# removes them to rebuild the plain layer).
+PSP_CONFIG_KEYS = ("strength", "reduction", "strength_divisor")
 
 
 class PSPLayerMixin:
     """Mixin giving a Keras layer a PSP strength variable and its penalty.
 
-    Every PSP layer (`PreActivationRegularizer`, `PSPActivation`, `PSPDense`,
+    Every PSP layer (`PreActivationRegularizer`,
+    `InnerPreActivationRegularizer`, `PSPActivation`, `PSPDense`,
     `PSPConv2D`) mixes this in; `apply_psp` and `PSPModel` find PSP layers
-    by it. λ is a float32 non-trainable variable named `strength`, so a
+    by it. The layer's λ, the one its penalty
+    multiplies, is a float32 non-trainable variable named `strength`, so a
     callback can change it during `fit` with `layer.strength.assign(value)`
     and the compiled train step sees the new value without recompiling.
+
+    `strength_divisor` (an int >= 1, in the config) records how the layer's
+    λ relates to the λ the user wrote: a model built with λ and
+    `divide_by_num_layers=True` (`apply_psp`, and the builders of
+    `keras_psp.models` by default) gives each of its L layers λ/L and
+    records L here, so the user's λ is `strength * strength_divisor` in
+    every layer; a layer given λ directly has `strength_divisor=1`.
+    `keras_psp.callbacks.StrengthScheduler` sets each layer's `strength` to
+    `schedule(epoch) / strength_divisor`, so a schedule's values are on the
+    user's scale whichever way the model was built.
     """
 
-    def _init_psp(self, strength, reduction):
+    def _init_psp(self, strength, reduction, strength_divisor=1):
         strength = validate_strength(strength)
         self.reduction = validate_reduction(reduction)
+        validate_positive_int(strength_divisor, "strength_divisor")
+        self.strength_divisor = strength_divisor
         # float32 and never autocast: λ must not be rounded to float16, and
         # the penalty is accumulated in float32 anyway.
         self.strength = self.add_weight(
@@ -43,6 +62,7 @@ class PSPLayerMixin:
         return {
             "strength": float(ops.convert_to_numpy(self.strength)),
             "reduction": self.reduction,
+            "strength_divisor": self.strength_divisor,
         }
 
 
@@ -58,8 +78,8 @@ class PSPAffineMixin(PSPLayerMixin):
     # The Keras layer class this PSP layer replaces; set by subclasses.
     base_layer_class = None
 
-    def _init_affine_psp(self, strength, reduction):
-        self._init_psp(strength, reduction)
+    def _init_affine_psp(self, strength, reduction, strength_divisor=1):
+        self._init_psp(strength, reduction, strength_divisor)
         self.psp_activation = self.activation
         self.activation = keras.activations.linear
 

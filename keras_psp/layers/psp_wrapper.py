@@ -22,8 +22,8 @@ class PSPWrapperMixin(PSPLayerMixin):
       compute dtype.
     """
 
-    def _init_wrapper(self, strength, reduction):
-        self._init_psp(strength, reduction)
+    def _init_wrapper(self, strength, reduction, strength_divisor=1):
+        self._init_psp(strength, reduction, strength_divisor)
         self.supports_masking = self.layer.supports_masking
         keras_internals.adopt_call_signature(self, self.layer)
 

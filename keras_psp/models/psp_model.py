@@ -1,5 +1,7 @@
 """Models that log the PSP term of their loss as `psp_loss`."""
 
+import types
+
 import keras
 from keras import ops
 
@@ -13,6 +15,76 @@ def psp_layers(model):
         layer
         for layer in keras_internals.sublayers(model)
         if isinstance(layer, PSPLayerMixin)
+    ]
+
+
+def _user_strengths(model):
+    """The PSP layers of `model`, and each one's λ on the scale its user
+    wrote it (float64); raises if there is none."""
+    layers = psp_layers(model)
+    if not layers:
+        raise ValueError(
+            f"Argument `model` ('{model.name}') has no PSP layer, so it has "
+            "no PSP strength."
+        )
+    return layers, [
+        float(ops.convert_to_numpy(layer.strength)) * layer.strength_divisor
+        for layer in layers
+    ]
+
+
+def model_strength(model):
+    """Returns the model's PSP strength λ, on the scale its user wrote it.
+
+    That is `strength * strength_divisor` of its PSP layers: the λ given to
+    `PSPDense`, `apply_psp` (with or without `divide_by_num_layers`) or a
+    builder's `psp_strength`, or the last value `StrengthScheduler` set.
+    Where layers were given different λ's, it is the largest of them.
+
+    Args:
+        model: a model holding PSP layers (nested models included).
+
+    Raises:
+        ValueError: if `model` has no PSP layer.
+
+    Example:
+
+    >>> import keras
+    >>> from keras_psp import apply_psp
+    >>> base = keras.Sequential([
+    ...     keras.Input((4,)),
+    ...     keras.layers.Dense(8, activation="relu"),
+    ...     keras.layers.Dense(2),
+    ... ])
+    >>> model = apply_psp(base, 1e-3, divide_by_num_layers=True)
+    >>> [layer.strength_divisor for layer in psp_layers(model)]
+    [2, 2]
+    >>> round(model_strength(model), 8)
+    0.001
+    """
+    return max(_user_strengths(model)[1])
+
+
+def strength_shares(model):
+    """Returns how the model's λ is shared among its PSP layers.
+
+    Each entry `(layer, ratio, divisor)` says that the layer's λ is
+    `model_λ * ratio / divisor`: `divisor` is its `strength_divisor` (L for
+    a λ divided among L layers) and `ratio` its λ on the user's scale over
+    the largest one (1 for every layer of a model built with one λ; where
+    all are 0, 1). The ratios do not depend on λ's scale.
+
+    Args:
+        model: a model holding PSP layers (nested models included).
+
+    Raises:
+        ValueError: if `model` has no PSP layer.
+    """
+    layers, strengths = _user_strengths(model)
+    top = max(strengths)
+    return [
+        (layer, strength / top if top > 0 else 1.0, layer.strength_divisor)
+        for layer, strength in zip(layers, strengths, strict=True)
     ]
 
 
@@ -80,6 +152,44 @@ class PSPModel(PSPLossMixin, keras.Model):
     def __init__(self, inputs, outputs, name=None, **kwargs):
         super().__init__(inputs, outputs, name=name, **kwargs)
         self._init_psp_loss_tracker()
+        # Not tracked by Keras (a namespace, not a dict): plain config data.
+        self._conversion = types.SimpleNamespace(recipe=None)
+
+    @property
+    def conversion_recipe(self):
+        """How `apply_psp` made this model from a model that saves itself
+        from its constructor's arguments, or None (see `get_config`)."""
+        return self._conversion.recipe
+
+    def set_conversion_recipe(self, recipe):
+        """Makes the model save `recipe` instead of its layers' configs
+        (for `keras_psp.apply_psp`)."""
+        self._conversion.recipe = recipe
+
+    def get_config(self):
+        """The functional model's config or, for a model `apply_psp` made
+        from a model that saves itself from its constructor's arguments (a
+        keras_hub backbone) and that holds a layer whose own config does
+        not rebuild it, the original's config and where PSP went: loading
+        converts a rebuilt original again."""
+        if self._conversion.recipe is None:
+            return super().get_config()
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "psp_conversion": self._conversion.recipe,
+        }
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        if "psp_conversion" not in config:
+            return super().from_config(config, custom_objects)
+        from keras_psp import conversion  # it imports this module
+
+        with keras.saving.custom_object_scope(custom_objects or {}):
+            model = conversion.reconvert(config["psp_conversion"])
+        model.trainable = config.get("trainable", True)
+        return model
 
 
 @keras.saving.register_keras_serializable(package="keras_psp")

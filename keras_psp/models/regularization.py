@@ -22,11 +22,15 @@ BUILDER_ARGS = """\
         name: the model's name.
         weight_decay: L2 λ on every kernel (0: none); see
             `keras_psp.models.regularization.Regularization`.
-        psp_strength: PSP λ (0: none). May be combined with `weight_decay`.
+        psp_strength: PSP λ (0: none), the model's λ: what
+            `keras_psp.callbacks.StrengthScheduler`'s schedule and its
+            `psp_strength` log entry speak of. May be combined with
+            `weight_decay`.
         psp_reduction: `"mean"` (default, the authors' normalization, in
             which the paper's λ values were set) or `"sum"` (paper eq. 7).
         psp_divide_by_num_layers: give each of the L regularized layers
-            λ/L, as the authors' code does (default True).
+            λ/L, as the authors' code does (default True); each records L
+            as its `strength_divisor`.
         kernel_regularizer: a Keras regularizer for every kernel instead
             of `weight_decay`'s L2 (e.g.
             `keras_psp.regularizers.SoftDiamond`); None for none.
@@ -60,7 +64,8 @@ class Regularization:
         psp_strength: PSP λ (0 for none).
         psp_reduction: `"sum"` or `"mean"` (see `keras_psp.psp_penalty`).
         psp_divide_by_num_layers: give each of the L regularized layers λ/L,
-            as the authors' code does.
+            as the authors' code does (each records L as its
+            `strength_divisor`, so that the model's λ stays `psp_strength`).
         kernel_regularizer: a regularizer for every kernel, instead of the
             L2 of `weight_decay` (which must then be 0).
         activation_regularizer: a regularizer for the output of every
@@ -171,16 +176,17 @@ class Regularization:
         return PSPActivation("linear", **self._psp_kwargs(), name=name)(x)
 
     def model(self, inputs, outputs, name):
-        """Builds the model and sets each PSP layer's final λ."""
+        """Builds the model and sets each PSP layer's final λ: `psp_strength`,
+        or `psp_strength / L` with L (recorded as the layers'
+        `strength_divisor`) when it is divided among the L layers."""
         if not self.psp:
             return keras.Model(inputs, outputs, name=name)
         model = PSPModel(inputs, outputs, name=name)
         layers = psp_layers(model)
-        strength = self.psp_strength
-        if self.divide:
-            strength /= len(layers)
+        divisor = len(layers) if self.divide else 1
         for layer in layers:
-            layer.strength.assign(strength)
+            layer.strength_divisor = divisor
+            layer.strength.assign(self.psp_strength / divisor)
         return model
 
 
