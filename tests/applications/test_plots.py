@@ -135,7 +135,7 @@ def test_every_plot_is_made(figures):
 def _figure_texts(figure):
     """The texts drawn in `figure`: titles, axis and tick labels in view,
     legend entries."""
-    texts = [figure._suptitle]
+    texts = list(figure.texts)  # the suptitle
     texts += [t for legend in figure.legends for t in legend.get_texts()]
     for axes in figure.axes:
         if not axes.axison:
@@ -196,7 +196,7 @@ def test_legends_and_titles_are_in_words(figures, name):
     assert "LeNet-5 on Fashion-MNIST" in texts and "LeNet-5 on MNIST" in texts
     # The title says what the lines are: over how many seeds, and what
     # the band or bar is.
-    title = figure._suptitle.get_text()
+    title = figure.get_suptitle()
     if name == "parameters.png":
         assert "seed 1" in texts and "L2 against PSP" in title
     else:
