@@ -48,8 +48,11 @@ class GradientCoherentSGD(keras.optimizers.SGD):
         l1: the L1 strength (penalty `l1 · Σ|w|`), >= 0.
         l2: the L2 strength (penalty `l2/2 · Σ w²`, gradient `l2 · w`, as
             SGD's `weight_decay`), >= 0.
-        learning_rate, momentum, nesterov, **kwargs: as
-            `keras.optimizers.SGD`.
+        learning_rate: as `keras.optimizers.SGD`.
+        momentum: as `keras.optimizers.SGD`.
+        nesterov: as `keras.optimizers.SGD`.
+        **kwargs: as `keras.optimizers.SGD` (e.g. `weight_decay`,
+            `clipnorm`).
 
     Example:
 
