@@ -179,7 +179,14 @@ def _band(axis, curves, color, label, first=1):
     import numpy as np
 
     epochs = np.arange(first, first + curves.shape[1])
-    axis.plot(epochs, curves.mean(axis=0), color=color, label=label, lw=1.3)
+    axis.plot(
+        epochs,
+        curves.mean(axis=0),
+        color=color,
+        label=label,
+        lw=1.3,
+        marker="o" if len(epochs) == 1 else None,
+    )
     axis.fill_between(
         epochs, curves.min(axis=0), curves.max(axis=0), color=color, alpha=0.2
     )
@@ -267,7 +274,10 @@ def _test_error(found):
         # The error bars stand right of a dashed line, past the epochs.
         zoom.axvline(length + 0.0125 * length, color="0.5", ls="--", lw=0.8)
         zoom.set_xticks([t for t in zoom.get_xticks() if start < t <= length])
-        top.set_title(f"{in_words(dataset, model)}: all {length} epochs")
+        top.set_title(
+            f"{in_words(dataset, model)}: "
+            + (f"all {length} epochs" if length > 1 else "1 epoch")
+        )
         zoom.set_title(
             f"{in_words(dataset, model)}: epochs {start + 1} to {length}, "
             "zoomed"
