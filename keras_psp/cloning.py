@@ -212,7 +212,7 @@ def _accepted_kwargs(operation, kwargs):
     }
 
 
-def convert_graph(model, convert, fallback):
+def convert_graph(model, convert, fallback, on_graph=None):
     """Rebuilds the graph of a Sequential or functional `model` with each
     layer (and `keras.ops` node) replaced.
 
@@ -224,6 +224,10 @@ def convert_graph(model, convert, fallback):
     object to call instead (built from the layer itself), and the layer is
     listed with the reason. Nested Sequential and functional models are
     rebuilt the same way; a shared layer is replaced once.
+
+    `on_graph(graph, clone)`, if given, is called with each functional
+    model of the tree (nested ones first, `model` last) and its rebuilt
+    graph, and returns the model to use for `graph`.
 
     Returns:
         `(clone, fallbacks)`: a `keras.Sequential` or functional model, and
@@ -267,12 +271,13 @@ def convert_graph(model, convert, fallback):
             ),
             graph.input,
         )
-        return keras.models.clone_model(
+        clone = keras.models.clone_model(
             graph,
             input_tensors=inputs,
             clone_function=lambda layer: layer,
             call_function=call,
         )
+        return clone if on_graph is None else on_graph(graph, clone)
 
     return convert_nested(model), fallbacks
 

@@ -3,6 +3,7 @@
 import keras
 
 from keras_psp import cloning
+from keras_psp import keras_internals
 from keras_psp import pre_activations
 from keras_psp.layers.inner_pre_activation_regularizer import (
     InnerPreActivationRegularizer,
@@ -155,7 +156,9 @@ def apply_psp(
         divide_by_num_layers: if True, each regularized layer gets λ/L, with
             L the number of layers this call regularizes: with
             `reduction="mean"` this is the normalization of the authors'
-            public code, in which the paper's λ values were set.
+            public code, in which the paper's λ values were set. Each
+            records L as its `strength_divisor`, so the model's λ (that
+            `StrengthScheduler` schedules and logs) is still λ.
         regularize_logits: whether the layers producing the model's outputs
             are regularized (see above).
         include: a layer name, a layer class, or a list of them: if given,
@@ -229,37 +232,131 @@ def apply_psp(
             + (f", and these are left out:{left}" if left else ".")
         )
     pre_activations.warn_skipped(skipped)
-    if divide_by_num_layers and plan:
-        strength = strength / len(plan)
+    # λ/L for each of L layers records L, so that the model's λ (as
+    # `StrengthScheduler` sets it) stays the λ given here.
+    divisor = len(plan) if divide_by_num_layers and plan else 1
+    psp = {
+        "strength": strength / divisor,
+        "reduction": reduction,
+        "strength_divisor": divisor,
+    }
 
-    def wrap(layer, inner):
-        kind = plan.get(id(layer))
-        if kind == pre_activations.AFFINE:
-            return PreActivationRegularizer(
-                inner, strength=strength, reduction=reduction, name=layer.name
-            )
-        if kind == pre_activations.ACTIVATION:
-            if not isinstance(layer, keras.layers.Layer):
-                # A `keras.ops` activation node becomes a layer that holds
-                # it, of its name (Keras keeps a graph's names unique).
-                inner = keras.layers.Activation(inner, name=layer.name)
-            return PSPActivation(
-                inner, strength=strength, reduction=reduction, name=layer.name
-            )
-        if kind == pre_activations.COMPOSITE:
-            return InnerPreActivationRegularizer(
-                inner, strength=strength, reduction=reduction, name=layer.name
-            )
-        return inner
+    converted, fallbacks = _convert(model, plan, psp)
+    cloning.warn_shared(fallbacks, "apply_psp")
+    return converted
+
+
+def _wrap(layer, inner, kind, psp):
+    """`inner` (the copy of `layer`, or `layer` itself) in the PSP layer
+    for a pre-activation of `kind`, with the PSP settings `psp`."""
+    if kind == pre_activations.AFFINE:
+        return PreActivationRegularizer(inner, **psp, name=layer.name)
+    if kind == pre_activations.ACTIVATION:
+        if not isinstance(layer, keras.layers.Layer):
+            # A `keras.ops` activation node becomes a layer that holds
+            # it, of its name (Keras keeps a graph's names unique).
+            inner = keras.layers.Activation(inner, name=layer.name)
+        return PSPActivation(inner, **psp, name=layer.name)
+    if kind == pre_activations.COMPOSITE:
+        return InnerPreActivationRegularizer(inner, **psp, name=layer.name)
+    return inner
+
+
+def _operation_paths(graph, prefix=()):
+    """`(path, operation)` for every operation of `graph` and of the graph
+    models nested in it; a path is the operation's index at each level."""
+    for index, operation in enumerate(keras_internals.operations(graph)):
+        path = (*prefix, index)
+        yield path, operation
+        if keras_internals.is_graph_model(operation):
+            yield from _operation_paths(operation, path)
+
+
+def _saved_as_graph(graph):
+    """Whether `graph` saves itself as its layers' configs (a plain
+    functional model) rather than as its constructor's arguments (a
+    keras_hub backbone)."""
+    config = graph.get_config() or {}
+    return all(key in config for key in ("layers", "input_layers"))
+
+
+def _convert(model, plan, psp):
+    """`model` converted by the `plan` ({id(operation): kind}), and the
+    layers that could not be copied (see `cloning.convert_graph`).
+
+    A functional model that saves itself from its constructor's arguments
+    (keras_hub's backbones and the encoders nested in them) is converted
+    into a `PSPModel` that saves itself the same way: the original's config
+    and where `plan` put PSP, a recipe that loading runs again
+    (`reconvert`); the weights then load as for any model, since the same
+    recipe gives the same layers. Its layers' own configs are never used:
+    some do not rebuild them (keras_hub's `ViTPatchingAndEmbedding`), or
+    build them from shapes the layer cannot take (BLIP2's Q-Former), and
+    the original model does not need them either.
+    """
 
     def convert(layer):
         copy = cloning.copy_layer(layer)
+        wrapped = _wrap(layer, copy, plan.get(id(layer)), psp)
         if not isinstance(layer, keras.layers.Layer):  # a `keras.ops` node
-            return wrap(layer, copy), lambda: None
-        return wrap(layer, copy), lambda: cloning.copy_state(layer, copy)
+            return wrapped, lambda: None
+        return wrapped, lambda: cloning.copy_state(layer, copy)
+
+    def on_graph(graph, clone):
+        if _saved_as_graph(graph):
+            return clone
+        try:
+            original = keras.saving.serialize_keras_object(graph)
+        except Exception:  # it cannot be saved in the first place
+            return clone
+        recipe = {
+            "original": original,
+            "regularized": [
+                [list(path), plan[id(operation)]]
+                for path, operation in _operation_paths(graph)
+                if id(operation) in plan
+            ],
+            "psp": dict(psp),
+        }
+        converted = PSPModel(clone.input, clone.output, name=graph.name)
+        converted.set_conversion_recipe(recipe)
+        return converted
 
     clone, fallbacks = cloning.convert_graph(
-        model, convert, lambda layer: wrap(layer, layer)
+        model,
+        convert,
+        lambda layer: _wrap(layer, layer, plan.get(id(layer)), psp),
+        on_graph,
     )
-    cloning.warn_shared(fallbacks, "apply_psp")
-    return cloning.rebuild(model, clone, PSPSequential, PSPModel)
+    converted = cloning.rebuild(model, clone, PSPSequential, PSPModel)
+    if isinstance(clone, PSPModel):
+        converted.set_conversion_recipe(clone.conversion_recipe)
+    return converted, fallbacks
+
+
+def reconvert(recipe):
+    """The model `_convert` made, from the recipe its copy saved: the
+    original model rebuilt from its config and converted again.
+
+    Raises:
+        ValueError: if the rebuilt original has no operation where the
+            recipe puts PSP (a model class whose graph changed since the
+            model was saved).
+    """
+    original = keras.saving.deserialize_keras_object(recipe["original"])
+    kinds = {tuple(path): kind for path, kind in recipe["regularized"]}
+    plan = {
+        id(operation): kinds[path]
+        for path, operation in _operation_paths(original)
+        if path in kinds
+    }
+    if len(plan) != len(kinds):
+        raise ValueError(
+            f"Cannot rebuild the PSP model '{original.name}': its original "
+            f"({type(original).__name__}), rebuilt from its config, lacks "
+            f"{len(kinds) - len(plan)} of the {len(kinds)} layers the saved "
+            "model regularized (was it saved with another version of the "
+            "library that defines that class?)."
+        )
+    converted, _ = _convert(original, plan, recipe["psp"])
+    return converted
