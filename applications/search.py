@@ -46,14 +46,6 @@ def parse_args(argv=None):
     parser = arguments.parser("applications.search", __doc__)
     add = parser.add_argument
     add(
-        "--datasets",
-        nargs="+",
-        choices=("mnist", "fashion_mnist"),
-        default=["mnist"],
-        metavar="NAME",
-        help="data sets: mnist, fashion_mnist",
-    )
-    add(
         "--methods",
         nargs="+",
         choices=experiments.COMPARED,
@@ -61,7 +53,31 @@ def parse_args(argv=None):
         metavar="NAME",
         help="methods: " + ", ".join(experiments.COMPARED),
     )
-    add("--epochs", type=arguments.positive_int, default=10)
+    add_split_options(parser, os.path.join("runs", "search"), epochs=10)
+    args = parser.parse_args(argv)
+    check_split_options(parser, args)
+    try:
+        args.runs = list(runs(args))
+    except ValueError as error:
+        parser.error(str(error))
+    return args
+
+
+def add_split_options(parser, out, epochs):
+    """Adds the options of a program that trains runs on a validation
+    split of the training set: `--epochs`, `--validation-split`, `--seed`,
+    `--runs-dir`, `--out` (default `out`), the data options, `--backend`
+    and `--verbose`, and `--datasets` (MNIST, Fashion-MNIST)."""
+    add = parser.add_argument
+    add(
+        "--datasets",
+        nargs="+",
+        choices=("mnist", "fashion_mnist"),
+        default=["mnist"],
+        metavar="NAME",
+        help="data sets: mnist, fashion_mnist",
+    )
+    add("--epochs", type=arguments.positive_int, default=epochs)
     add(
         "--validation-split",
         type=arguments.fraction,
@@ -71,7 +87,7 @@ def parse_args(argv=None):
     )
     add("--seed", type=arguments.seed, default=1)
     add("--runs-dir", default="runs")
-    add("--out", default=os.path.join("runs", "search"))
+    add("--out", default=out)
     arguments.add_data_options(
         parser, "quick runs on the first N training images (default: all)"
     )
@@ -82,33 +98,59 @@ def parse_args(argv=None):
         default="2",
         help="each run's: 0 silent, 1 progress bar, 2 one line per epoch",
     )
-    args = parser.parse_args(argv)
+
+
+def check_split_options(parser, args):
+    """Checks the options `add_split_options` added (argparse errors)."""
     if args.validation_split == 0:
         parser.error("argument --validation-split: must be > 0")
     arguments.check_writable_dirs(parser, args, ("runs_dir", "out"))
-    try:
-        args.runs = list(runs(args))
-    except ValueError as error:
-        parser.error(str(error))
-    return args
 
 
-def runs(args):
-    """`((data set, method, λ), run)` for every run of the search, and
-    for the baselines none and PSP (method "none", "psp") on the same
-    split, to compare with (not chosen among)."""
-    common = {
+def run_settings(args, validation=True):
+    """The settings every run of such a program shares (for
+    `config.run_config`): on the validation split, or, with `validation`
+    False, on the whole training set and evaluated on the test set."""
+    return {
         "runs_dir": args.runs_dir,
         "check": False,
-        "validation_split": args.validation_split,
+        "validation_split": args.validation_split if validation else 0.0,
         "epochs": args.epochs,
-        "seed": args.seed,
         "train_examples": args.train_examples,
         "test_examples": args.test_examples,
         "data_dir": args.data_dir,
         "backend": args.backend,
         "verbose": args.verbose,
     }
+
+
+def train_runs(keyed_runs):
+    """Trains each `(key, run)` of `keyed_runs` in turn (`train.train_each`:
+    a finished run is read back, a stopped one resumed, one that another
+    process trains skipped).
+
+    Returns:
+        `(found, failed)`: {key: results} of the finished runs, and the run
+        dirs of the failed ones.
+    """
+    keyed_runs = list(keyed_runs)
+    found, failed = {}, []
+    keys = {id(run): key for key, run in keyed_runs}
+    for run, results in train.train_each(run for _, run in keyed_runs):
+        if results is None:
+            continue
+        if run_dirs.failed(results):
+            failed.append(run.run_dir)
+        else:
+            found[keys[id(run)]] = results
+    return found, failed
+
+
+def runs(args):
+    """`((data set, method, λ), run)` for every run of the search, and
+    for the baselines none and PSP (method "none", "psp") on the same
+    split, to compare with (not chosen among)."""
+    common = {**run_settings(args), "seed": args.seed}
     for dataset in args.datasets:
         for baseline in BASELINES:
             run = config.run_config(
@@ -174,15 +216,7 @@ def markdown(found, chosen, command):
 def main(argv=None):
     args = parse_args(argv)
     applications.quiet_tensorflow()
-    found, failed = {}, []
-    keys = dict((id(run), key) for key, run in args.runs)
-    for run, results in train.train_each(run for _, run in args.runs):
-        if results is None:
-            continue
-        if run_dirs.failed(results):
-            failed.append(run.run_dir)
-        else:
-            found[keys[id(run)]] = results
+    found, failed = train_runs(args.runs)
     if not found:
         sys.exit("error: no finished run to choose from")
     chosen = choose(found)

@@ -25,6 +25,7 @@ from keras_psp.penalty import psp_penalty
 from keras_psp.pre_activations import find_pre_activations
 from keras_psp.pre_activations import register_pre_activation_layer
 from keras_psp.regularizers import PSPRegularizer
+from keras_psp.strength_finder import find_strength
 from keras_psp.stripping import strip_psp
 from keras_psp.weight_sparsity import weight_sparsity
 
@@ -41,6 +42,7 @@ __all__ = [
     "PreActivationRegularizer",
     "apply_psp",
     "find_pre_activations",
+    "find_strength",
     "register_pre_activation_layer",
     "strip_psp",
     "callbacks",
