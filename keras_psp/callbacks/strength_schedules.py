@@ -1,5 +1,10 @@
 """Schedules of the PSP strength λ for `StrengthScheduler`: step decay,
-cosine decay, linear warm-up (Keras schedule objects)."""
+cosine decay, linear warm-up (Keras schedule objects).
+
+Their values are the model's λ on the scale it was built with: the λ
+written to the PSP layers, to `apply_psp` or to a builder's
+`psp_strength` (see `StrengthScheduler`), so `step_strength(λ, ...)` and
+`cosine_strength(λ, ...)` start where the model was built."""
 
 import numbers
 
