@@ -6,7 +6,9 @@ naming the option, before the program writes or loads anything.
 """
 
 import argparse
+import copy
 import math
+import os
 
 FLOAT32_MAX = 3.4028234663852886e38
 
@@ -78,6 +80,48 @@ def momentum(text):
     return value
 
 
+def writable_dir(text):
+    """A directory this process may write, or one it can make (a run dir,
+    a runs dir, a report dir): tried at once (`run_dir.check_writable`),
+    so that `/proc/x` or a path inside a file is an argparse error, not a
+    traceback once training starts."""
+    from applications import run_dir
+
+    reason = run_dir.check_writable(text)
+    if reason:
+        raise argparse.ArgumentTypeError(reason)
+    return text
+
+
+def writable_file(text):
+    """A file this process may write (a table, a JSON record): not a
+    directory, in a directory that is or can be made writable."""
+    from applications import run_dir
+
+    if not text:
+        raise argparse.ArgumentTypeError("the path is empty")
+    if os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text} is a directory, not a file")
+    reason = run_dir.check_writable(os.path.dirname(os.path.abspath(text)))
+    if reason:
+        raise argparse.ArgumentTypeError(f"cannot write {text}: {reason}")
+    return text
+
+
+def data_dir(text):
+    """A tfds data dir: an existing directory, or one that can be made
+    (tfds downloads into it)."""
+    from applications import run_dir
+
+    if os.path.exists(text) and not os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text} is not a directory")
+    if not os.path.exists(text):
+        reason = run_dir.check_writable(text)
+        if reason:
+            raise argparse.ArgumentTypeError(reason)
+    return text
+
+
 def _int(text):
     try:
         return int(text)
@@ -108,6 +152,14 @@ class HelpFormatter(
         if isinstance(action.default, bool) and not action.default:
             return text  # a store_true flag: off unless given
         return super()._get_help_string(action)
+
+    def _expand_help(self, action):
+        # A list default as it is typed: `(default: mnist fashion_mnist)`,
+        # not Python's `['mnist', 'fashion_mnist']`.
+        if isinstance(action.default, (list, tuple)):
+            action = copy.copy(action)
+            action.default = " ".join(map(str, action.default))
+        return super()._expand_help(action)
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -140,6 +192,7 @@ def add_data_options(
     options of every program that reads a data set."""
     parser.add_argument(
         "--data-dir",
+        type=data_dir,
         default=None,
         help="tfds data dir (default: TFDS_DATA_DIR, else tfds' own)",
     )

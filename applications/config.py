@@ -89,7 +89,8 @@ The default run (LeNet-5 on MNIST with PSP, 5 epochs) takes about 40 s on a
 2-core CPU (TensorFlow backend, 2026-11-25: 38 s); the paper trains 50
 epochs (MNIST), 150 (Fashion-MNIST) and 400 (CIFAR-10, a GPU's job).
 
-Everything goes into a run directory (default `runs/<configuration>`):
+Everything goes into a run directory (default
+`runs/<configuration>_<backend>`):
 `history.csv` (one row per epoch: loss, test error, psp_loss, λ, per-layer
 ⟨z²⟩, ...), with --tensorboard `tensorboard/` (the same), `results.json`
 (written at the end: final and best test error, settings, wall time,
@@ -115,7 +116,9 @@ epoch, and ends with the same weights and numbers as a run never stopped
 function of the seed and the epoch, and every file is written whole or not
 at all. A backup that cannot be read (a damaged disk) stops the program
 with a message; --discard-backup then starts the run over. A run dir holds
-one run: another command on it is refused, unless nothing was trained yet.
+one run: another command on it is refused, unless nothing was trained yet,
+and so is another backend (a run is neither resumed nor reported on a
+backend it did not run on).
 
 A run dir is locked while a process trains it (an flock on run-dir/lock,
 released by the system when the process ends, however it ends); a second
@@ -252,7 +255,12 @@ def build_parser():
         help="also write the logs (loss, λ, per-layer ⟨z²⟩) for TensorBoard "
         "into run-dir/tensorboard (needs the tensorboard package)",
     )
-    add("--run-dir", default=None, help="default: runs/<configuration>")
+    add(
+        "--run-dir",
+        type=arguments.writable_dir,
+        default=None,
+        help="default: runs/<configuration>_<backend>",
+    )
     add(
         "--discard-backup",
         action="store_true",
@@ -362,7 +370,7 @@ def complete(args, error, runs_dir="runs"):
         args.momentum = 0.9 if cifar else 0.0
     args.schedule = args.schedule or ("step" if cifar else "constant")
     if args.run_dir is None:
-        args.run_dir = os.path.join(runs_dir, run_name(args))
+        args.run_dir = default_run_dir(runs_dir, args)
     return args
 
 
@@ -400,9 +408,10 @@ def check_distribution(args, error=_raise):
 
 def check_run_dir(args, error=_raise):
     """Checks that `args.run_dir` may take the run `args`: a writable
-    directory (or one that can be made) holding no run of other settings,
-    and, for a run to resume, no run started on another backend. Calls
-    `error(message)` (by default: raises ValueError) when it may not."""
+    directory (or one that can be made) holding no run of other settings
+    and no run of another backend (neither resumed nor reported as this
+    backend's: the message names both). Calls `error(message)` (by
+    default: raises ValueError) when it may not."""
     reason = run_dirs.check_writable(args.run_dir)
     if reason:
         error(f"argument --run-dir: {reason}")
@@ -423,11 +432,22 @@ def check_run_dir(args, error=_raise):
             "--run-dir"
         )
     finished = os.path.exists(os.path.join(args.run_dir, "results.json"))
-    backend = previous.get("backend")
-    if not finished and backend and backend != current_backend():
+    backend = run_dirs.recorded_backend(args.run_dir)
+    here = current_backend()
+    if backend and backend != here:
+        if finished:
+            error(
+                f"argument --backend: {args.run_dir} holds a run finished on "
+                f"{backend}, not on {here}: its results are {backend}'s; "
+                f"see them with --backend {backend} (or "
+                f"KERAS_BACKEND={backend}), or choose another --run-dir "
+                f"for a run on {here}"
+            )
         error(
-            f"argument --backend: {args.run_dir} was started on {backend}; "
-            f"resume it with --backend {backend} (or KERAS_BACKEND={backend})"
+            f"argument --backend: {args.run_dir} was started on {backend}, "
+            f"not on {here}; resume it with --backend {backend} (or "
+            f"KERAS_BACKEND={backend}), or choose another --run-dir for a "
+            f"run on {here}"
         )
 
 
@@ -448,8 +468,35 @@ def started(run_dir):
     )
 
 
+def run_backend(args):
+    """The backend the run `args` trains on: `--backend`, else Keras'."""
+    return args.backend or current_backend()
+
+
+def default_run_dir(runs_dir, args):
+    """The run dir of `args` under `runs_dir` when `--run-dir` is not
+    given: `run_name(args)`; or, where only a dir of the name that runs had
+    before it held the backend (`settings_name`) exists and holds a run of
+    this backend, that dir, so that those runs resume and report as
+    before."""
+    path = os.path.join(runs_dir, run_name(args))
+    old = os.path.join(runs_dir, settings_name(args))
+    if not os.path.exists(path) and os.path.isdir(old):
+        if run_dirs.recorded_backend(old) == run_backend(args):
+            return old
+    return path
+
+
 def run_name(args):
-    """The default run dir's name: the settings that differ between runs."""
+    """The default run dir's name: the settings that differ between runs,
+    then the backend (`..._e5_seed1_tensorflow`), so that runs of one
+    configuration on two backends never share a dir."""
+    return f"{settings_name(args)}_{run_backend(args)}"
+
+
+def settings_name(args):
+    """The settings that differ between runs, as a name (the run dirs'
+    names until 2026-12-02, when the backend was added to them)."""
     name = f"{args.model}_{args.dataset}_{args.regularization}"
     if args.regularization != "none":
         name += f"{args.strength:g}"

@@ -92,6 +92,7 @@ def add_arguments(parser, what, default_output):
     )
     parser.add_argument(
         "--output",
+        type=arguments.writable_file,
         default=None,
         help="the Markdown table; the JSON goes beside it "
         f"(default: {default_output.format(backend='<backend>')})",

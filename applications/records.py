@@ -76,7 +76,10 @@ def _archived(run_dir, record_dir):
 
 
 def _record_dir(run, out):
-    return os.path.join(out, "runs", os.path.basename(run.run_dir))
+    """Where `run`'s record goes: `<out>/runs/<run name>`; records named
+    before run names held the backend are read where they are, for runs
+    of the backend they record (`config.default_run_dir`)."""
+    return config.default_run_dir(os.path.join(out, "runs"), run)
 
 
 def recorded(run, out):

@@ -68,9 +68,10 @@ def parse_args(argv=None):
         default=None,
         help="every run's epochs (default: the paper's, 50 to 400)",
     )
-    add("--runs-dir", default="runs")
+    add("--runs-dir", type=arguments.writable_dir, default="runs")
     add(
         "--out",
+        type=arguments.writable_dir,
         default=os.path.join("runs", "report"),
         help="report directory (results/ holds the one of RESULTS.md)",
     )
@@ -90,7 +91,6 @@ def parse_args(argv=None):
         help="each run's: 0 silent, 1 progress bar, 2 one line per epoch",
     )
     args = parser.parse_args(argv)
-    arguments.check_writable_dirs(parser, args, ("runs_dir", "out"))
     try:
         args.runs = list(runs(args))
     except ValueError as error:

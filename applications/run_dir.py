@@ -13,6 +13,7 @@ import io
 import json
 import os
 import socket
+import tempfile
 
 
 class RunInUseError(RuntimeError):
@@ -166,18 +167,39 @@ def failed(results):
 
 def check_writable(run_dir):
     """Why `run_dir` cannot hold a run (a one-line reason), or None: it is,
-    or can be made, a directory this process may write."""
-    if os.path.exists(run_dir):
-        if not os.path.isdir(run_dir):
-            return f"{run_dir} exists and is not a directory"
-        if not os.access(run_dir, os.W_OK | os.X_OK):
-            return f"{run_dir} is not writable"
-        return None
-    parent = os.path.dirname(os.path.abspath(run_dir))
+    or can be made, a directory this process may write.
+
+    Tried, not read from permission bits (root passes every `os.access`
+    check, and /proc or a read-only mount takes no new entry all the same):
+    a directory is made and removed at once in `run_dir`, or in its nearest
+    existing parent when `run_dir` does not exist yet."""
+    if not run_dir:
+        return "the path is empty"
+    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
+        return f"{run_dir} exists and is not a directory"
+    parent = os.path.abspath(run_dir)
     while not os.path.exists(parent):
         parent = os.path.dirname(parent)
     if not os.path.isdir(parent):
-        return f"{parent} is not a directory"
-    if not os.access(parent, os.W_OK | os.X_OK):
-        return f"cannot create {run_dir}: {parent} is not writable"
+        return f"cannot create {run_dir}: {parent} is not a directory"
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".probe-", dir=parent))
+    except OSError as error:
+        if parent == os.path.abspath(run_dir):
+            return f"{run_dir} is not writable ({error.strerror})"
+        return f"cannot create {run_dir} in {parent} ({error.strerror})"
+    return None
+
+
+def recorded_backend(run_dir):
+    """The Keras backend of the run in `run_dir`: the one its `args.json`
+    or, failing that, its `results.json` records; None when neither does
+    (nothing trained yet, or a run recorded before backends were)."""
+    for name in ("args.json", "results.json"):
+        try:
+            backend = read_json(os.path.join(run_dir, name)).get("backend")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if backend:
+            return backend
     return None

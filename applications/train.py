@@ -78,11 +78,13 @@ def _train(args):
         if os.path.exists(paths["results.json"]):
             results = run_dirs.read_json(paths["results.json"])
             _remove_leftovers(args.run_dir)  # a kill after results.json
+            backend = run_dirs.recorded_backend(args.run_dir)
+            where = f" on {backend}" if backend else ""
             if run_dirs.failed(results):
-                print(f"{args.run_dir} failed: {results['reason']}")
+                print(f"{args.run_dir} failed{where}: {results['reason']}")
             else:
                 print(
-                    f"{args.run_dir} is finished: test error "
+                    f"{args.run_dir} is finished{where}: test error "
                     f"{results['final_test_error']:.2f}%"
                 )
             return results

@@ -56,6 +56,9 @@ def test_help_shows_every_default_fast_and_quiet(program):
     assert text.startswith(f"usage: python -m applications.{program} ")
     assert text.rstrip().endswith("tensorflow imported: False")
     assert "(default: None)" not in text
+    # Defaults as they are typed (`mnist fashion_mnist`), not as Python
+    # prints a list or a string.
+    assert not re.search(r"default: [\[('\"]", text), text
     options = text[text.index("options:") :]
     # Every option that takes a value says its default, as "default".
     entries = re.split(r"\n  (?=-)", options)[1:]
@@ -66,6 +69,72 @@ def test_help_shows_every_default_fast_and_quiet(program):
             assert "default" in entry, entry
     # The docstring says how long the default run takes.
     assert re.search(r"takes\s+about|took", text), program
+
+
+# Each program's parser given a path it cannot use: the error line, then
+# whether TensorFlow was imported (the check comes before).
+PATHS = """
+import importlib
+import sys
+
+for program, option in [
+    ("train", "--run-dir"),
+    ("train", "--data-dir"),
+    ("reproduce", "--runs-dir"),
+    ("reproduce", "--out"),
+    ("reproduce", "--data-dir"),
+    ("search", "--runs-dir"),
+    ("search", "--out"),
+    ("search", "--data-dir"),
+    ("quickstart", "--data-dir"),
+    ("convert_applications", "--output"),
+    ("convert_keras_hub", "--output"),
+]:
+    module = importlib.import_module(f"applications.{program}")
+    parse = getattr(module, "parse_args", None)
+    if program == "train":
+        from applications import config
+
+        parse = config.parse_args
+    path = sys.argv[1] if option != "--data-dir" else sys.argv[2]
+    try:
+        parse([option, path])
+    except SystemExit as exit:
+        print(program, option, exit.code, flush=True)
+print("tensorflow imported:", "tensorflow" in sys.modules)
+"""
+
+
+def test_every_path_error_is_an_argparse_error_before_tensorflow(tmp_path):
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    result = subprocess.run(
+        [sys.executable, "-c", PATHS, "/proc/x", str(a_file)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    lines = result.stdout.splitlines()
+    assert lines[-1] == "tensorflow imported: False"
+    assert len(lines) == 12 and all(line.endswith(" 2") for line in lines[:-1])
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 11
+    for line, error in zip(lines, errors, strict=False):
+        program, option, _ = line.split()
+        assert f"error: argument {option}: " in error
+        if option == "--data-dir":
+            assert error.endswith(f"{a_file} is not a directory")
+        elif option == "--output":
+            assert error.endswith(
+                "cannot write /proc/x: /proc is not writable (No such file "
+                "or directory)"
+            ), error
+        else:
+            assert error.endswith(
+                "cannot create /proc/x in /proc (No such file or directory)"
+            ), error
+    assert os.listdir(tmp_path) == ["file"]
 
 
 def test_argument_types():

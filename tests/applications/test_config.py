@@ -72,7 +72,7 @@ def test_paper_defaults(tmp_path):
     )
     assert mnist.strength == 1e-3 and mnist.reduction == "mean"
     assert mnist.run_dir == os.path.join(
-        "runs", "lenet5_mnist_psp0.001_mean_e5_seed1"
+        "runs", "lenet5_mnist_psp0.001_mean_e5_seed1_tensorflow"
     )
     cifar = config.parse_args(
         [
@@ -148,7 +148,7 @@ def test_run_config_checks_like_the_command_line(tmp_path):
     )
     assert run.strength == 1e-4 and run.batch_size == 100
     assert run.run_dir == str(
-        tmp_path / "lenet5_fashion_mnist_l20.0001_e5_seed1"
+        tmp_path / "lenet5_fashion_mnist_l20.0001_e5_seed1_tensorflow"
     )
     with pytest.raises(ValueError, match="argument --model: resnet18"):
         config.run_config(model="resnet18")

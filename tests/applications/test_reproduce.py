@@ -445,3 +445,24 @@ def test_report_names_each_regimes_strengths():
     summary = report.markdown(*report.summarize(found), "command")
     assert "| mnist | lenet5 | soft_diamond | 1e-06 | 2 | 1 |" in summary
     assert "| mnist | lenet5 | l2 | 0.0001 | 2 | 1 |" in summary
+
+
+def test_committed_records_named_before_the_backend_are_still_found(tmp_path):
+    """results/runs/ holds records named without the backend (before
+    2026-12-02): a TensorFlow reproduction reads them where they are and
+    trains none of them again."""
+    from applications import records
+
+    out = os.path.join(ROOT, "results")
+    argv = ["--experiments", "mnist", "--out", out, "--report-only"]
+    args = reproduce.parse_args([*argv, "--runs-dir", str(tmp_path)])
+    assert all(records.recorded(run, out) for _, _, run in args.runs)
+    found, failures = records.collect(args.runs, out)
+    assert not failures and sorted(found) == [
+        ("mnist", "lenet5", regime) for regime in ("l2", "none", "psp")
+    ]
+    assert all(sorted(seeds) == [1, 2, 3] for seeds in found.values())
+    assert all(
+        os.path.basename(run.run_dir).endswith("_tensorflow")
+        for _, _, run in args.runs
+    )

@@ -1,9 +1,11 @@
+import errno
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import keras
@@ -249,25 +251,39 @@ def test_keep_history_keeps_the_epochs_the_backup_holds(tmp_path):
 def test_check_writable(tmp_path):
     assert run_dirs.check_writable(str(tmp_path / "a" / "b")) is None
     assert run_dirs.check_writable(str(tmp_path)) is None
+    assert os.listdir(tmp_path) == []  # made and removed: nothing left
     a_file = tmp_path / "file"
     a_file.write_text("")
     assert "is not a directory" in run_dirs.check_writable(str(a_file))
     assert "is not a directory" in run_dirs.check_writable(str(a_file / "run"))
 
 
-def test_check_writable_read_only(tmp_path, monkeypatch):
-    # As root every dir is writable: the check asks os.access, so ask it
-    # to answer as for a read-only dir.
+def test_check_writable_tries_instead_of_asking_os_access(
+    tmp_path, monkeypatch
+):
+    # /proc takes no new entry, though os.access says root may write it.
+    assert run_dirs.check_writable("/proc/x") == (
+        "cannot create /proc/x in /proc (No such file or directory)"
+    )
+    # A read-only dir (as a read-only mount refuses a new entry).
     locked = str(tmp_path / "locked")
     os.mkdir(locked)
-    real = os.access
-    monkeypatch.setattr(
-        os, "access", lambda p, mode: p != locked and real(p, mode)
+    real = tempfile.mkdtemp
+
+    def mkdtemp(prefix=None, dir=None):
+        if dir == locked:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+        return real(prefix=prefix, dir=dir)
+
+    monkeypatch.setattr(tempfile, "mkdtemp", mkdtemp)
+    assert run_dirs.check_writable(locked) == (
+        f"{locked} is not writable (Read-only file system)"
     )
-    assert run_dirs.check_writable(locked) == f"{locked} is not writable"
-    assert run_dirs.check_writable(os.path.join(locked, "run")) == (
-        f"cannot create {locked}/run: {locked} is not writable"
+    assert run_dirs.check_writable(os.path.join(locked, "a", "run")) == (
+        f"cannot create {locked}/a/run in {locked} (Read-only file system)"
     )
+    assert os.listdir(tmp_path) == ["locked"]  # the probes leave nothing
+    assert run_dirs.check_writable("") == "the path is empty"
 
 
 def test_failed():
