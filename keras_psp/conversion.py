@@ -1,5 +1,7 @@
 """Whole-model conversion: `apply_psp`."""
 
+import difflib
+
 import keras
 
 from keras_psp import cloning
@@ -60,15 +62,41 @@ def _check_selected(selector, argument, candidates, model):
                 f"Argument `{argument}` has the entry {label!r}, which matches "
                 f"only layers with no pre-activation to regularize ({names})."
             )
-        hint = ""
-        if isinstance(item, str):
-            close = pre_activations.closest_names(item, every_layer)
-            if close:
-                hint = f" Closest layer names: {close}."
+        hint = _selector_hint(item, argument, every_layer, candidates)
         raise ValueError(
             f"Argument `{argument}` has the entry {label!r}, which matches no "
             f"layer of model '{model.name}'.{hint}"
         )
+
+
+def _selector_hint(item, argument, every_layer, candidates):
+    """What an `include`/`exclude` entry that matches no layer may have
+    meant: the closest layer names and, since a string is a layer name
+    only, the closest class names with how to pass a class."""
+    if not isinstance(item, str):
+        classes = sorted({type(layer).__name__ for layer in candidates})
+        return (
+            f" Its layers with a pre-activation are of the classes {classes}."
+        )
+    hint = ""
+    close = pre_activations.closest_names(item, every_layer)
+    if close:
+        hint = f" Closest layer names: {close}."
+    classes = sorted({type(layer).__name__ for layer in every_layer})
+    close = difflib.get_close_matches(item, classes, n=3, cutoff=0.6)
+    if close:
+        hint += (
+            f" Closest layer classes: {close}; a string selects a layer by "
+            f"its name: to select a class, pass the class itself (e.g. "
+            f"`{argument}=[{_class_path(close[0])}]`)."
+        )
+    return hint
+
+
+def _class_path(class_name):
+    """`keras.layers.Dense` for a class Keras exports, else the name."""
+    exported = hasattr(keras.layers, class_name)
+    return f"keras.layers.{class_name}" if exported else class_name
 
 
 def apply_psp(

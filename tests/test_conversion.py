@@ -247,6 +247,22 @@ def test_include_typo_raises_naming_the_closest_layers():
         apply_psp(model, include=L.Conv3D)
 
 
+def test_class_name_typo_suggests_the_class_and_how_to_pass_it():
+    model = _small_functional()
+    classes = sorted({type(layer).__name__ for layer in model.layers})
+    assert "Conv2D" in classes  # what the suggestions below come from
+    with pytest.raises(
+        ValueError,
+        match=r"'Conv2d'.*Closest layer classes: \['Conv2D'.*"
+        r"`include=\[keras.layers.Conv2D\]`",
+    ):
+        apply_psp(model, include=["Conv2d"])
+    with pytest.raises(ValueError, match=r"`exclude=\[keras.layers.Dense\]`"):
+        apply_psp(model, exclude="Dens")
+    with pytest.raises(ValueError, match=r"Conv3D.*the classes \[.*'Conv2D'"):
+        apply_psp(model, include=L.Conv3D)
+
+
 def test_include_of_a_layer_without_pre_activation_raises():
     model = _small_functional()
     with pytest.raises(ValueError, match=r"'bn1'.*no pre-activation.*'bn1'"):
