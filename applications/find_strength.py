@@ -322,9 +322,10 @@ def markdown(summary, command):
     return "\n".join(lines)
 
 
-def plot(summary, path, epochs):
+def plot(summary, path, epochs, compare=()):
     """Writes validation error against λ (log axis), one panel per data
-    set, the suggestion and the choice marked, to `path` (atomically)."""
+    set, the suggestion, the choice and the `compare` λ's marked, to
+    `path` (atomically)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -334,7 +335,7 @@ def plot(summary, path, epochs):
     figure, axes = plt.subplots(
         1,
         len(datasets),
-        figsize=(5 * len(datasets), 4),
+        figsize=(max(6.5, 5 * len(datasets)), 4.2),
         squeeze=False,
         layout="constrained",
     )
@@ -351,6 +352,17 @@ def plot(summary, path, epochs):
             linestyle="--",
             label=f"finder's suggestion {suggested:.2g}",
         )
+        for strength in compare:
+            axis.axvline(
+                strength,
+                color="tab:green",
+                linestyle=":",
+                label=(
+                    f"the paper's λ = {strength:g}"
+                    if strength == config.PAPER_STRENGTH["psp"]
+                    else f"compared with: λ = {strength:g}"
+                ),
+            )
         chosen = entry["chosen"]
         axis.plot(
             [chosen],
@@ -367,8 +379,10 @@ def plot(summary, path, epochs):
         axis.grid(True, which="major", alpha=0.3)
         axis.legend(fontsize="small")
     figure.suptitle(
-        f"LeNet-5: validation error after {epochs} epochs against PSP's λ "
-        "(held-out share of the training set)"
+        f"LeNet-5: validation error after {epochs} "
+        f"epoch{'s' if epochs != 1 else ''} against PSP's λ\n"
+        "(trained on the training set less its held-out share, "
+        "evaluated on that share)"
     )
     tmp = run_dirs.temporary_path(path)
     try:
@@ -427,7 +441,12 @@ def main(argv=None):
         {"datasets": summary, "failed": failed, "command": command.strip()},
     )
     if any(entry["sweep"] for entry in summary.values()):
-        plot(summary, os.path.join(args.out, "find_strength.png"), args.epochs)
+        plot(
+            summary,
+            os.path.join(args.out, "find_strength.png"),
+            args.epochs,
+            args.compare,
+        )
     print(text)
     return summary, failed
 
