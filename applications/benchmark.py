@@ -134,6 +134,7 @@ def parse_args(argv=None):
     )
     parser.add_argument(
         "--out",
+        type=arguments.writable_file,
         default=None,
         help="also write the table, settings and step times to this JSON "
         "file (default: print only)",

@@ -87,6 +87,7 @@ for program, option in [
     ("search", "--out"),
     ("search", "--data-dir"),
     ("quickstart", "--data-dir"),
+    ("benchmark", "--out"),
     ("convert_applications", "--output"),
     ("convert_keras_hub", "--output"),
 ]:
@@ -117,15 +118,19 @@ def test_every_path_error_is_an_argparse_error_before_tensorflow(tmp_path):
     )
     lines = result.stdout.splitlines()
     assert lines[-1] == "tensorflow imported: False"
-    assert len(lines) == 12 and all(line.endswith(" 2") for line in lines[:-1])
+    assert len(lines) == 13 and all(line.endswith(" 2") for line in lines[:-1])
     errors = [line for line in result.stderr.splitlines() if "error:" in line]
-    assert len(errors) == 11
+    assert len(errors) == 12
     for line, error in zip(lines, errors, strict=False):
         program, option, _ = line.split()
         assert f"error: argument {option}: " in error
         if option == "--data-dir":
             assert error.endswith(f"{a_file} is not a directory")
-        elif option == "--output":
+        elif program in (
+            "benchmark",
+            "convert_applications",
+            "convert_keras_hub",
+        ):
             assert error.endswith(
                 "cannot write /proc/x: /proc is not writable (No such file "
                 "or directory)"
