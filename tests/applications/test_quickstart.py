@@ -5,6 +5,7 @@ import pytest
 
 from applications import quickstart
 from keras_psp import datasets
+from tests.applications.test_train import progress_lines
 from tests.helpers import tfds_data
 
 
@@ -21,6 +22,10 @@ def test_trains_both_models_and_prints_errors_and_psp_term(capsys):
             ]
         )
     out = capsys.readouterr().out
+    # The progress bar fits 100 columns (it was 160: every log entry).
+    lines = progress_lines(out)
+    assert len(lines) >= 2 and max(map(len, lines)) <= 100, max(lines, key=len)
+    assert "psp_loss: " in lines[-1] and "val_psp_loss" not in lines[-1]
     rows = dict(re.findall(r"^(L2|PSP)\s+([0-9.]+)\s", out, flags=re.M))
     assert set(rows) == {"L2", "PSP"}
     assert all(0 <= float(error) <= 100 for error in rows.values())

@@ -25,10 +25,27 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 TINY = ["--train-examples", "300", "--test-examples", "200", "--verbose", "0"]
 
 
-def test_run_writes_history_results_and_model(tmp_path):
+def screen_lines(output):
+    """The lines a terminal shows of `output` (a progress bar redraws its
+    line after a carriage return), without colour codes."""
+    output = re.sub(r"\x1b\[[0-9;]*m|\x08", "", output)
+    return re.split(r"[\r\n]", output)
+
+
+def progress_lines(output):
+    return [line for line in screen_lines(output) if "/step" in line]
+
+
+def test_run_writes_history_results_and_model(tmp_path, capsys):
     run_dir = str(tmp_path / "run")
     with tfds_data("mnist", num_examples=300):
-        results = train.main(["--epochs", "2", "--run-dir", run_dir, *TINY])
+        results = train.main(
+            ["--epochs", "2", "--run-dir", run_dir, *TINY, "--verbose", "1"]
+        )
+    # The progress bar fits 100 columns; the CSV has every entry.
+    lines = progress_lines(capsys.readouterr().out)
+    assert lines and max(map(len, lines)) <= 100, max(lines, key=len)
+    assert "val_accuracy: " in lines[-1] and "z2" not in lines[-1]
     assert sorted(os.listdir(run_dir)) == [
         "args.json",
         "history.csv",
@@ -66,6 +83,41 @@ def test_run_writes_history_results_and_model(tmp_path):
     again = train.main(["--epochs", "2", "--run-dir", run_dir, *TINY])
     assert again["final_test_error"] == saved["final_test_error"]
     assert time.time() - start < 5
+
+
+@_TF_PASS
+def test_progress_line_fits_100_columns_at_full_size(capsys):
+    """The lines of an hour-long MNIST epoch (600 steps, 999 ms each) with
+    a large loss, all of a run's log entries given to the bar."""
+    from applications import run_callbacks
+
+    bar = run_callbacks.ShortProgbar()
+    bar.set_params({"verbose": 1, "epochs": 2, "steps": 600})
+    bar.on_train_begin()
+    bar.on_epoch_begin(0)
+    progbar = bar.progbar
+    progbar.interval = 0  # every update drawn
+    logs = {
+        "loss": 12.3456,
+        "psp_loss": 2.7785e-4,
+        "accuracy": 0.9876,
+        **{f"z2/layer{i}": 1.5 for i in range(5)},
+        "psp_strength": 1e-3,
+    }
+    progbar._start = time.time() - 9  # a first step of 9 s: ETA 1:29:51
+    bar.on_train_batch_end(0, logs)
+    progbar._time_after_first_step = time.time() - 298 * 0.999
+    bar.on_train_batch_end(298, logs)
+    progbar._start = time.time() - 3599
+    progbar._time_after_first_step = time.time() - 599 * 0.999
+    bar.on_epoch_end(0, {**logs, "val_accuracy": 0.99, "val_loss": 0.03})
+    lines = progress_lines(capsys.readouterr().out)
+    times = " | ".join(" ".join(line.split()[2:4]) for line in lines)
+    assert re.fullmatch(
+        r"1:29:5\d 9s/step \| 5:0\d 999ms/step \| 3599s 999ms/step", times
+    ), times
+    assert max(map(len, lines)) <= 100, lines
+    assert lines[-1].endswith("psp_loss: 2.7785e-04 - val_accuracy: 0.9900")
 
 
 @pytest.mark.parametrize(
@@ -141,7 +193,8 @@ def test_initializer_sets_the_starting_weights(tmp_path, initializer):
     assert settings.get("initializer", "keras") == initializer
     assert ("initializer" in settings) == (initializer != "keras")
     name = config.run_name(config.parse_args(argv))
-    assert name.endswith("_pytorchinit_e1_seed1") == (initializer == "pytorch")
+    ending = f"_pytorchinit_e1_seed1_{keras.backend.backend()}"
+    assert name.endswith(ending) == (initializer == "pytorch")
 
 
 def test_run_dir_in_use_by_a_live_process_is_refused(tmp_path):
