@@ -263,3 +263,27 @@ def build_as_called(wrapper, layer, call_spec):
     if not layer.built:
         with layer._open_name_scope():
             layer._maybe_build(call_spec)
+
+
+def calling_callback_list(callback):
+    """The `keras.callbacks.CallbackList` whose hook is calling one of
+    `callback`'s right now, or None.
+
+    `fit` calls every callback through a `CallbackList` it makes from the
+    list it was given, and no callback is told which one: it is the caller
+    a few frames up (`CallbackList.on_train_begin` looping over its
+    `callbacks`), recognized by holding `callback` itself.
+    """
+    import sys
+
+    frame = sys._getframe(1)
+    for _ in range(8):
+        if frame is None:
+            return None
+        owner = frame.f_locals.get("self")
+        if isinstance(owner, keras.callbacks.CallbackList) and any(
+            held is callback for held in owner.callbacks
+        ):
+            return owner
+        frame = frame.f_back
+    return None

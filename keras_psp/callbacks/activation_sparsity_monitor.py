@@ -41,8 +41,10 @@ class ActivationSparsityMonitor(keras.callbacks.Callback):
       are left out;
     - `sparsity_mean`: the mean of these over the layers.
 
-    It costs one forward pass of `x` per epoch. Put it before `CSVLogger`
-    in the callbacks list.
+    It costs one forward pass of `x` per epoch. Like
+    `PreActivationMonitor`, it moves itself ahead of the other callbacks
+    of the `fit` when training begins, so `CSVLogger` and `TensorBoard`
+    record its entries in any order of the callbacks list.
 
     Args:
         x: the fixed batch of inputs (NumPy array or tensor; a list or
@@ -106,7 +108,11 @@ class ActivationSparsityMonitor(keras.callbacks.Callback):
             self.model, False, self._tap, "activation"
         )
 
+    # Stays ahead of the callbacks that read the logs (`probes.run_ahead`).
+    _runs_ahead = True
+
     def on_train_begin(self, logs=None):
+        probes.run_ahead(self)
         # A batch or an axis that does not fit fails here, not after an
         # epoch (a model without an Input gets its input from fit, on the
         # first batch).

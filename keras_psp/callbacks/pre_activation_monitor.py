@@ -94,8 +94,11 @@ class PreActivationMonitor(keras.callbacks.Callback):
     - `psp_term`: for models with PSP layers, the PSP penalty of the batch
       (each layer's `strength` and `reduction`).
 
-    It costs one forward pass of `x` per epoch. Put it before `CSVLogger`
-    in the callbacks list so that the logger sees these entries. Layers
+    It costs one forward pass of `x` per epoch. When training begins it
+    moves itself ahead of the other callbacks of that `fit` (the list you
+    passed stays as it is), so `CSVLogger`, `TensorBoard` and your own
+    callbacks get these entries in any order of the list; it measures the
+    weights before another callback's `on_epoch_end` changes them. Layers
     inside nested models are measured too, as `z2/<nested model>/<layer>`;
     a layer called twice in the graph (shared) is measured at each call
     (`z2/<layer>`, `z2/<layer>_call2`, ...).
@@ -137,7 +140,11 @@ class PreActivationMonitor(keras.callbacks.Callback):
         # Walks the model once, not every epoch.
         self._has_psp = bool(psp_layers(self.model))
 
+    # Stays ahead of the callbacks that read the logs (`probes.run_ahead`).
+    _runs_ahead = True
+
     def on_train_begin(self, logs=None):
+        probes.run_ahead(self)
         # A batch that does not fit fails here, not after an epoch (a model
         # without an Input gets its input from fit, on the first batch).
         if self._probe is None and probes.can_probe_now(self.model):

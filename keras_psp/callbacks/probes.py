@@ -160,3 +160,28 @@ def probe_model(model, regularize_logits, tap, what):
     inputs = keras.tree.map_structure(_probe_input, model_input(model))
     pre_activations.run_graph(model, inputs, call_function)
     return keys, keras.Model(inputs, keras.tree.flatten(probes))
+
+
+def run_ahead(callback):
+    """Moves `callback` (a monitor that adds entries to the epoch's logs)
+    ahead of the other callbacks of the `fit` calling its `on_train_begin`,
+    so that every callback after it (`CSVLogger`, `TensorBoard`, yours)
+    gets its entries whatever the order of the list `fit` was given; only
+    the monitors already at the front stay ahead of it, in their order.
+
+    `fit` calls each epoch's callbacks in list order with one logs dict:
+    a monitor after `CSVLogger` came too late for it (the CSV had no
+    ⟨z²⟩ column). The list moved is the one `fit` made (the caller's own
+    list is left as it was); a loop over it still calls each callback
+    once, since the monitor moves from where the loop is to before it.
+    """
+    callback_list = keras_internals.calling_callback_list(callback)
+    if callback_list is None:
+        return  # called by hand, or through another callback
+    callbacks = callback_list.callbacks
+    index = next(i for i, held in enumerate(callbacks) if held is callback)
+    front = 0
+    while front < index and getattr(callbacks[front], "_runs_ahead", False):
+        front += 1
+    if front < index:
+        callbacks.insert(front, callbacks.pop(index))
