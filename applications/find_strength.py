@@ -352,10 +352,11 @@ def plot(summary, path, epochs, compare=()):
             linestyle="--",
             label=f"finder's suggestion {suggested:.2g}",
         )
-        for strength in compare:
+        colors = ("tab:green", "tab:purple", "tab:brown", "tab:olive")
+        for index, strength in enumerate(compare):
             axis.axvline(
                 strength,
-                color="tab:green",
+                color=colors[index % len(colors)],
                 linestyle=":",
                 label=(
                     f"the paper's λ = {strength:g}"
