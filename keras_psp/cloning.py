@@ -225,9 +225,10 @@ def convert_graph(model, convert, fallback, on_graph=None):
     listed with the reason. Nested Sequential and functional models are
     rebuilt the same way; a shared layer is replaced once.
 
-    `on_graph(graph, clone)`, if given, is called with each functional
-    model of the tree (nested ones first, `model` last) and its rebuilt
-    graph, and returns the model to use for `graph`.
+    `on_graph(graph, clone, fallbacks)`, if given, is called with each
+    functional model of the tree (nested ones first, `model` last), its
+    rebuilt graph and the fallbacks inside it (nested models included),
+    and returns the model to use for `graph`.
 
     Returns:
         `(clone, fallbacks)`: a `keras.Sequential` or functional model, and
@@ -261,6 +262,7 @@ def convert_graph(model, convert, fallback, on_graph=None):
                 x = call(layer, x)
             layers = [memo[id(layer)] for layer in graph.layers]
             return keras.Sequential([inputs, *layers], name=graph.name)
+        start = len(fallbacks)
         # Inputs named as the model's input layers (Keras' own clone names
         # them after their tensors, `keras_tensor...`).
         inputs = keras.tree.map_structure(
@@ -277,7 +279,9 @@ def convert_graph(model, convert, fallback, on_graph=None):
             clone_function=lambda layer: layer,
             call_function=call,
         )
-        return clone if on_graph is None else on_graph(graph, clone)
+        if on_graph is None:
+            return clone
+        return on_graph(graph, clone, fallbacks[start:])
 
     return convert_nested(model), fallbacks
 

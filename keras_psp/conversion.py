@@ -314,13 +314,16 @@ def _convert(model, plan, psp):
 
     A functional model that saves itself from its constructor's arguments
     (keras_hub's backbones and the encoders nested in them) is converted
-    into a `PSPModel` that saves itself the same way: the original's config
-    and where `plan` put PSP, a recipe that loading runs again
-    (`reconvert`); the weights then load as for any model, since the same
-    recipe gives the same layers. Its layers' own configs are never used:
-    some do not rebuild them (keras_hub's `ViTPatchingAndEmbedding`), or
-    build them from shapes the layer cannot take (BLIP2's Q-Former), and
-    the original model does not need them either.
+    into a `PSPModel` that also saves a recipe: the original's config and
+    where `plan` put PSP, which loading can run again (`reconvert`); the
+    weights then load as for any model, since the same recipe gives the
+    same layers. Loading uses the recipe when the layers' configs do not
+    rebuild them: when a layer of it could not be copied (its config does
+    not rebuild it, or rebuilds it with other settings: the layers' configs
+    are then not saved at all), or when rebuilding from them raises (BLIP2's
+    Q-Former cannot be built from a saved shape). Else it loads from the
+    layers' configs, as a copy of the plain model would (some keras_hub
+    classes do not rebuild themselves from their own config).
     """
 
     def convert(layer):
@@ -330,7 +333,7 @@ def _convert(model, plan, psp):
             return wrapped, lambda: None
         return wrapped, lambda: cloning.copy_state(layer, copy)
 
-    def on_graph(graph, clone):
+    def on_graph(graph, clone, fallbacks):
         if _saved_as_graph(graph):
             return clone
         try:
@@ -347,7 +350,7 @@ def _convert(model, plan, psp):
             "psp": dict(psp),
         }
         converted = PSPModel(clone.input, clone.output, name=graph.name)
-        converted.set_conversion_recipe(recipe)
+        converted.set_conversion_recipe(recipe, layer_configs=not fallbacks)
         return converted
 
     clone, fallbacks = cloning.convert_graph(
@@ -357,8 +360,10 @@ def _convert(model, plan, psp):
         on_graph,
     )
     converted = cloning.rebuild(model, clone, PSPSequential, PSPModel)
-    if isinstance(clone, PSPModel):
-        converted.set_conversion_recipe(clone.conversion_recipe)
+    if isinstance(clone, PSPModel) and clone.conversion_recipe:
+        converted.set_conversion_recipe(
+            clone.conversion_recipe, clone.saves_layer_configs
+        )
     return converted, fallbacks
 
 

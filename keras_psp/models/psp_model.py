@@ -153,7 +153,7 @@ class PSPModel(PSPLossMixin, keras.Model):
         super().__init__(inputs, outputs, name=name, **kwargs)
         self._init_psp_loss_tracker()
         # Not tracked by Keras (a namespace, not a dict): plain config data.
-        self._conversion = types.SimpleNamespace(recipe=None)
+        self._conversion = types.SimpleNamespace(recipe=None, layers=True)
 
     @property
     def conversion_recipe(self):
@@ -161,33 +161,58 @@ class PSPModel(PSPLossMixin, keras.Model):
         from its constructor's arguments, or None (see `get_config`)."""
         return self._conversion.recipe
 
-    def set_conversion_recipe(self, recipe):
-        """Makes the model save `recipe` instead of its layers' configs
-        (for `keras_psp.apply_psp`)."""
+    @property
+    def saves_layer_configs(self):
+        """Whether `get_config` holds the layers' configs (see there)."""
+        return self._conversion.layers
+
+    def set_conversion_recipe(self, recipe, layer_configs=True):
+        """Makes the model save `recipe` (for `keras_psp.apply_psp`), with
+        its layers' configs too if `layer_configs`."""
         self._conversion.recipe = recipe
+        self._conversion.layers = layer_configs
 
     def get_config(self):
-        """The functional model's config or, for a model `apply_psp` made
-        from a model that saves itself from its constructor's arguments (a
-        keras_hub backbone) and that holds a layer whose own config does
-        not rebuild it, the original's config and where PSP went: loading
-        converts a rebuilt original again."""
-        if self._conversion.recipe is None:
+        """The functional model's config (its layers' configs) and, for a
+        model `apply_psp` made from a model that saves itself from its
+        constructor's arguments (a keras_hub backbone), how to make it
+        again: the original's config and where PSP went. Loading uses the
+        layers' configs, or the recipe where they cannot rebuild the layers
+        (`apply_psp` found some that do not, or they raise)."""
+        recipe = self._conversion.recipe
+        if recipe is None:
             return super().get_config()
+        config = {}
+        if self._conversion.layers:
+            try:
+                config = super().get_config()
+            except Exception:  # a layer's config cannot even be made
+                config = {}
         return {
+            **config,
             "name": self.name,
             "trainable": self.trainable,
-            "psp_conversion": self._conversion.recipe,
+            "psp_conversion": recipe,
         }
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
         if "psp_conversion" not in config:
             return super().from_config(config, custom_objects)
+        config = dict(config)
+        recipe = config.pop("psp_conversion")
+        if "layers" in config:
+            try:
+                model = super().from_config(config, custom_objects)
+            except Exception:  # a layer's config does not rebuild it
+                pass
+            else:
+                model.set_conversion_recipe(recipe)
+                return model
         from keras_psp import conversion  # it imports this module
 
         with keras.saving.custom_object_scope(custom_objects or {}):
-            model = conversion.reconvert(config["psp_conversion"])
+            model = conversion.reconvert(recipe)
         model.trainable = config.get("trainable", True)
         return model
 
