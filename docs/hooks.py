@@ -3,7 +3,8 @@
 1. The site takes in files that live outside `docs/`, at their paths in the
    repository, so that links between them work on the site as on GitHub:
    RESULTS.md, BENCHMARKS.md, CHANGELOG.md, the reports and plots under
-   `results/`, and the notebooks (rendered by mkdocs-jupyter).
+   `results/`, and the notebooks (rendered by mkdocs-jupyter, each listed
+   in the nav's "Notebooks" section).
 2. The API reference is complete: every public name (each name in
    `keras_psp.__all__` and in its subpackages' `__all__`, and the public
    functions and classes of public modules that have no `__all__`) must be
@@ -38,6 +39,18 @@ EXTERNAL = (
 
 log = logging.getLogger("mkdocs.plugins.keras_psp")
 _rendered_ids = set()
+
+
+def on_config(config):
+    # The "Notebooks" section of the nav lists every notebook in notebooks/,
+    # in file order, each under its own title (its first heading).
+    for section in config["nav"] or []:
+        if isinstance(section, dict) and "Notebooks" in section:
+            section["Notebooks"] = [
+                path.relative_to(ROOT).as_posix()
+                for path in sorted(ROOT.glob("notebooks/*.ipynb"))
+            ]
+    return config
 
 
 @event_priority(100)  # before mkdocs-jupyter turns notebooks into pages
