@@ -1,7 +1,9 @@
 """Re-executes the teaching notebooks in place, so their outputs are current.
 
-Both take about 5 minutes on a 2-core CPU (2026-11-25, TensorFlow backend:
-295 s for 02_lenet5_mnist_regimes, under 10 s for 01_psp_on_one_neuron).
+The five took 6.5 minutes together on our 2-core CPU shared with other
+work (2026-12-02, load average about 2, TensorFlow backend, this script:
+21 s for 01, 240 s for 02, 15 s for 03, 32 s for 04, 77 s for 05, each
+with the kernel's start and TensorFlow's import).
 
 Usage (from anywhere; paths are relative to the current directory):
 
@@ -16,9 +18,11 @@ TensorFlow backend unless `KERAS_BACKEND` is already set, with
 `TF_CPP_MIN_LOG_LEVEL=3` and matplotlib's inline backend (figures become
 image/png outputs). What C code writes to the kernel's stdout and stderr
 (TensorFlow's start-up log lines) goes to this terminal, not into the
-notebook. The notebook file is replaced (temporary file, then `os.replace`)
-only when every cell ran; a failing notebook is left as it was and the
-script exits with status 1 after trying the others.
+notebook (the notebooks' setup cells also hide them, so that they stay
+out of the outputs however a notebook is run). The notebook file is
+replaced (temporary file, then `os.replace`) only when every cell ran; a
+failing notebook is left as it was and the script exits with status 1
+after trying the others.
 
 Timing metadata is not recorded and the kernel's `language_info` is
 dropped, so a refresh changes only what the cells print and draw. The time

@@ -1,7 +1,9 @@
 """The teaching notebooks: committed with the outputs of a full run (made by
-`python notebooks/refresh.py`), and run top to bottom (quick mode) on each
-backend without touching the committed files."""
+`python notebooks/refresh.py`), and run top to bottom (quick mode) in the
+TensorFlow pass without touching the committed files, as a user runs them
+(TensorFlow's log settings left to the notebook)."""
 
+import configparser
 import copy
 import importlib.util
 import os
@@ -19,10 +21,43 @@ from nbclient import NotebookClient
 REPO = pathlib.Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 REFRESH = REPO / "notebooks" / "refresh.py"
-NEEDS_MNIST = {"02_lenet5_mnist_regimes.ipynb"}
+NEEDS_MNIST = {
+    "02_lenet5_mnist_regimes.ipynb",
+    "05_psp_beside_related_regularizers.ipynb",
+}
+# What each notebook prints when it runs (in quick mode too): its lesson's
+# key results. Every notebook has an entry.
+PRINTS = {
+    "01_psp_on_one_neuron.ipynb": [
+        "max |autodiff - closed form|, kernel:",
+        "max |autodiff - finite differences|:",
+    ],
+    "02_lenet5_mnist_regimes.ipynb": [" PSP: test error", "final ⟨z²⟩"],
+    "03_why_psp_not_weight_decay.ipynb": [
+        "PSP, silent inputs:   0.0 % of the pull",
+        " PSP: test accuracy",
+        "finite difference",
+    ],
+    "04_bring_your_own_model.ipynb": [
+        "UserWarning: PSP leaves 1 layer(s) unregularized",
+        "find_strength: λ =",
+        "row_reader (LSTM)",
+        "same predictions: True",
+        "largest difference between the predictions: 0.0",
+        "PSP terms left: 0",
+        "same outputs: True",
+    ],
+    "05_psp_beside_related_regularizers.ipynb": [
+        "gradient-coherent L1: test error",
+        "activation sparsity: test error",
+    ],
+}
+INSTALL = '%pip install "..[tf,tfds,plots]" keras-hub'
+
 MAX_BYTES = 300_000
 # A line of TensorFlow's C++ logging (absl), e.g. "I0000 00:00:17.. port.cc".
 TF_LOG_LINE = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d|absl::", re.MULTILINE)
+SETUP_CFG = REPO / "setup.cfg"
 ENV_SET_BY_REFRESH = (
     "KERAS_BACKEND",
     "TF_CPP_MIN_LOG_LEVEL",
@@ -34,6 +69,22 @@ ENV_SET_BY_REFRESH = (
 
 def code_cells(notebook):
     return [cell for cell in notebook.cells if cell.cell_type == "code"]
+
+
+def streams(notebook, name):
+    """The text a notebook's cells wrote to stream `name`, cell by cell."""
+    return [
+        output.text
+        for cell in code_cells(notebook)
+        for output in cell.get("outputs", [])
+        if output.output_type == "stream" and output.name == name
+    ]
+
+
+def extra(name):
+    setup = configparser.ConfigParser()
+    setup.read(SETUP_CFG)
+    return set(setup["options.extras_require"][name].split())
 
 
 def shown(cell):
@@ -67,7 +118,33 @@ def protect_environment(monkeypatch):
 
 
 def test_there_are_notebooks():
-    assert len(NOTEBOOKS) >= 2
+    assert len(NOTEBOOKS) >= 5
+    assert sorted(PRINTS) == [path.name for path in NOTEBOOKS]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_opens_with_install_and_parameter_cells(path):
+    notebook = nbformat.read(path, as_version=4)
+    install, parameters, setup = code_cells(notebook)[:3]
+    # Installs only what is missing: never in the suite (the next test).
+    assert INSTALL in install.source
+    assert f"if missing:\n    {INSTALL}" in install.source
+    assert "parameters" in parameters.metadata.get("tags", [])
+    assert "KERAS_PSP_NOTEBOOK_QUICK" in parameters.source
+    # TensorFlow's log settings come before Keras is imported.
+    assert 'os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")' in setup.source
+    assert setup.source.index("TF_CPP_MIN_LOG_LEVEL") < setup.source.index(
+        "import keras"
+    )
+
+
+def test_the_install_cell_installs_nothing_here():
+    """The test extra holds what the install cell installs, so the suite
+    (which installs `[test]`) never runs the install cell's pip."""
+    assert extra("tf") | extra("tfds") | extra("plots") <= extra("test")
+    assert "keras-hub" in extra("test")
+    for name in ("keras_psp", "tensorflow", "tensorflow_datasets", "keras_hub"):
+        assert importlib.util.find_spec(name) is not None
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -85,6 +162,10 @@ def test_committed_with_outputs(path):
     assert any("image/png" in o.get("data", {}) for o in outputs)
     texts = [o.text for o in outputs if o.output_type == "stream"]
     assert not [t for t in texts if TF_LOG_LINE.search(t)], "TF log lines"
+    assert not streams(notebook, "stderr"), "stderr in the saved outputs"
+    assert (
+        streams(notebook, "stdout")[0] == "missing before this cell: nothing\n"
+    )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -110,7 +191,9 @@ def test_notebook_runs(path, monkeypatch):
     committed_bytes = path.read_bytes()
     committed = nbformat.reads(committed_bytes.decode("utf-8"), as_version=4)
     # The kernel inherits KERAS_BACKEND, so it runs on this process' backend,
-    # and imports this checkout's keras_psp.
+    # and imports this checkout's keras_psp. TensorFlow's log level is left
+    # to the notebook, whose outputs must stay clean on their own.
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
     monkeypatch.setenv("KERAS_PSP_NOTEBOOK_QUICK", "1")
     monkeypatch.setenv(
         "MPLBACKEND", "module://matplotlib_inline.backend_inline"
@@ -132,6 +215,13 @@ def test_notebook_runs(path, monkeypatch):
     outputs = [o for c in notebook.cells for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
     assert path.read_bytes() == committed_bytes  # the file is not written
+    # Nothing on stderr: no TensorFlow start-up lines ("failed call to
+    # cuInit"), which ipykernel forwards from file descriptor 2, no warnings.
+    assert not streams(notebook, "stderr"), streams(notebook, "stderr")
+    printed = "".join(streams(notebook, "stdout"))
+    assert printed.startswith("missing before this cell: nothing\n")
+    for text in PRINTS[path.name]:
+        assert text in printed, f"{path.name} does not print {text!r}"
     # Whatever a cell prints or draws when run, its committed copy shows too.
     for number, (ran, kept) in enumerate(
         zip(code_cells(notebook), code_cells(committed), strict=True), 1
