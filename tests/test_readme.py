@@ -97,3 +97,61 @@ def test_related_regularizers_example_runs():
     model(np.zeros((2, 28, 28, 1)))
     assert len(model.losses) == 4 + 3
     assert 0 <= namespace["sparsity"]["overall"] <= 1
+
+
+# Loads a saved model without importing keras_psp, then with it.
+LOAD = """
+import sys
+
+import keras
+
+try:
+    keras.saving.load_model(sys.argv[1])
+except TypeError as error:
+    print("without:", str(error).split(". ")[0])
+import keras_psp
+
+model = keras.saving.load_model(sys.argv[1])
+print("with:", type(model).__name__, float(model.layers[0].strength.numpy()))
+"""
+
+
+def test_loading_a_saved_model_needs_import_keras_psp(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    import keras
+    import pytest
+
+    import keras_psp
+
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("registration is backend-independent: TensorFlow pass")
+    bullet = README.split("- Every layer has `get_config`")[1].split("\n- ")[0]
+    bullet = " ".join(bullet.split())
+    assert "without `custom_objects`" in bullet
+    assert "`import keras_psp`" in bullet
+    assert "Could not locate class" in bullet
+    model = keras_psp.PSPSequential(
+        [
+            keras.Input((4,)),
+            keras_psp.PSPDense(3, activation="relu", strength=2e-3),
+            keras.layers.Dense(2),
+        ]
+    )
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    result = subprocess.run(
+        [sys.executable, "-c", LOAD, path],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "without: Could not locate class 'PSPSequential'",
+        f"with: PSPSequential {float(keras.ops.cast(2e-3, 'float32'))}",
+    ]

@@ -245,3 +245,27 @@ def test_psp_models_refuse_apply_psp_options():
     with pytest.raises(ValueError, match="layers' own"):
         keras_psp.find_strength(model, x, y, loss="mse", reduction="sum")
     assert keras_psp.find_strength(model, x, y, loss="mse", reduction="mean")
+
+
+def test_readme_choosing_example_runs():
+    import pathlib
+    import re
+
+    readme = pathlib.Path(__file__).resolve().parent.parent / "README.md"
+    (code,) = [
+        block
+        for block in re.findall(
+            r"```python\n(.*?)```", readme.read_text(), re.S
+        )
+        if "find_strength(" in block
+    ]
+    namespace = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    base, model = namespace["base"], namespace["model"]
+    x, y = namespace["x"], namespace["y"]
+    model.compile("sgd", base.loss)
+    logs = model.evaluate(x[:100], y[:100], return_dict=True, verbose=0)
+    share = logs["psp_loss"] / (logs["loss"] - logs["psp_loss"])
+    # The λ found on 2 batches of 100 in training mode, read back on one.
+    assert 0.5e-4 < share < 2e-4
+    assert namespace["strength_mean"] > namespace["strength"]
