@@ -443,16 +443,21 @@ def load(
             )
         )
 
-    def evaluation(dataset):
-        dataset = dataset.cache().map(normalize, num_parallel_calls=autotune)
+    def evaluation(dataset, count):
+        # Cached as one element holding every example: a read that stops
+        # early (one batch for a monitor's probe) can leave tf.data's
+        # per-example cache short for every later pass (101 of 2,000 test
+        # images), while one element is cached whole or not at all.
+        whole = dataset.batch(max(count, 1)).cache()
+        dataset = whole.unbatch().map(normalize, num_parallel_calls=autotune)
         return dataset.batch(test_batch_size).prefetch(autotune)
 
     validation = None
     if num_validation:
         validation = evaluation(
-            read("train").skip(num_fit).take(num_validation)
+            read("train").skip(num_fit).take(num_validation), num_validation
         )
-    test = evaluation(read("test").take(num_test))
+    test = evaluation(read("test").take(num_test), num_test)
     info = {
         "name": name,
         "input_shape": shape,

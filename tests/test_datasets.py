@@ -130,6 +130,29 @@ def test_validation_split_is_held_out_and_not_augmented():
     np.testing.assert_array_equal(validation, validation_again)
 
 
+@TF_ONLY
+def test_a_partly_read_split_is_read_whole_afterwards():
+    # A monitor's probe reads one batch of the test set; tf.data's
+    # per-example cache sometimes kept only what that read had decoded
+    # (101 of 2,000 images in 1 of 8 tries), for every later evaluation.
+    with tfds_data("mnist", num_examples=64):
+        for seed in range(12):
+            splits = datasets.load(
+                "mnist",
+                batch_size=50,
+                test_batch_size=50,
+                test_examples=1000,
+                validation_split=0.1,
+                train_examples=1000,
+                seed=seed,
+            )
+            test = splits.info["test_examples"]
+            for split, count in ((splits.test, test), (splits.validation, 100)):
+                _first_batch(split)
+                assert _all_images(split).shape[0] == count
+                assert _all_images(split).shape[0] == count
+
+
 def test_feeds_model_fit():
     with tfds_data("mnist", num_examples=64):
         splits = datasets.load(
