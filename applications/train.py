@@ -83,8 +83,10 @@ def _train(args):
             if run_dirs.failed(results):
                 print(f"{args.run_dir} failed{where}: {results['reason']}")
             else:
+                # A run on a validation split records that error there.
+                held_out = results.get("evaluated_on", "test")
                 print(
-                    f"{args.run_dir} is finished{where}: test error "
+                    f"{args.run_dir} is finished{where}: {held_out} error "
                     f"{results['final_test_error']:.2f}%"
                 )
             return results

@@ -145,13 +145,20 @@ def test_progress_line_fits_100_columns_at_full_size(capsys):
         ),
     ],
 )
-def test_comparison_run_on_a_validation_split(tmp_path, argv, regularized):
+def test_comparison_run_on_a_validation_split(
+    tmp_path, argv, regularized, capsys
+):
     run_dir = str(tmp_path / "run")
+    run = [*argv, "--epochs", "1", "--validation-split", "0.2"]
+    run += ["--run-dir", run_dir, *TINY]
     with tfds_data("mnist", num_examples=300):
-        results = train.main(
-            [*argv, "--epochs", "1", "--validation-split", "0.2"]
-            + ["--run-dir", run_dir, *TINY]
-        )
+        results = train.main(run)
+        capsys.readouterr()
+        # Reported again, finished: the error is the validation split's.
+        assert train.main(run) == results
+    reported = capsys.readouterr().out
+    assert "is finished" in reported and "validation error" in reported
+    assert "test error" not in reported
     assert results["evaluated_on"] == "validation"
     assert results["evaluated_examples"] == 60  # 20 % of 300
     assert 0 <= results["weight_sparsity"] < 1
