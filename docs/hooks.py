@@ -5,7 +5,12 @@
    RESULTS.md, BENCHMARKS.md, CHANGELOG.md, the reports and plots under
    `results/`, and the notebooks (rendered by mkdocs-jupyter, each listed
    in the nav's "Notebooks" section).
-2. The API reference is complete: every public name (each name in
+2. A page under `docs/` links to such a file by its path in the
+   repository (`../../RESULTS.md` from `docs/guide/`), so that the link
+   works on GitHub too; the site serves the file at that path relative to
+   `docs/`, and the link is rewritten to it. A link that works on the site
+   only (`../RESULTS.md` from `docs/guide/`) is a warning.
+3. The API reference is complete: every public name (each name in
    `keras_psp.__all__` and in its subpackages' `__all__`, and the public
    functions and classes of public modules that have no `__all__`) must be
    rendered on a reference page, under any public path that leads to the
@@ -18,6 +23,7 @@ so the check needs no Keras backend.
 """
 
 import logging
+import posixpath
 import re
 from pathlib import Path
 
@@ -68,6 +74,51 @@ def on_files(files, config):
                     )
                 )
     return files
+
+
+# An inline Markdown link's target, without its #anchor.
+_LINK = re.compile(r"(\]\()([^)\s#]+)(#[^)\s]*)?\)")
+
+
+def _external_uris():
+    return {
+        path.relative_to(ROOT).as_posix()
+        for pattern in EXTERNAL
+        for path in ROOT.glob(pattern)
+    }
+
+
+def on_page_markdown(markdown, page, config, files):
+    source = Path(page.file.abs_src_path or "")
+    docs = Path(config["docs_dir"]).resolve()
+    if not source.resolve().is_relative_to(docs):
+        return markdown  # RESULTS.md and the like: repository paths already
+    external = _external_uris()
+    page_dir = posixpath.dirname(page.file.src_uri)
+    docs_name = docs.relative_to(ROOT).as_posix()
+
+    def rewrite(match):
+        target = match.group(2)
+        if "://" in target or target.startswith(("/", "mailto:")):
+            return match.group(0)
+        in_repository = posixpath.normpath(
+            posixpath.join(docs_name, page_dir, target)
+        )
+        if in_repository in external:
+            site_target = posixpath.relpath(in_repository, page_dir or ".")
+            return f"{match.group(1)}{site_target}{match.group(3) or ''})"
+        in_site = posixpath.normpath(posixpath.join(page_dir, target))
+        if in_site in external and not (docs / in_site).exists():
+            here = posixpath.join(docs_name, page_dir)
+            log.warning(
+                f"Doc file '{page.file.src_uri}' links to '{target}', which "
+                f"works on the site only: link to "
+                f"'{posixpath.relpath(in_site, here)}' (its path in the "
+                f"repository) instead"
+            )
+        return match.group(0)
+
+    return _LINK.sub(rewrite, markdown)
 
 
 def on_pre_build(config):

@@ -1,20 +1,84 @@
-"""The README's usage code runs, and CI runs the README's commands."""
+"""The README and the user guide (docs/) say what is true.
+
+The README holds what a newcomer needs first (install, the two commands CI
+runs, one example, links); the user guide's pages in docs/ hold the rest.
+Each page's code runs as written, and the statements checked here are
+checked on the page that makes them.
+"""
 
 import pathlib
 import re
 
+import keras
+import pytest
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
+GUIDE = ROOT / "docs" / "guide"
+
+# Text checks do not depend on the Keras backend: the TensorFlow pass runs
+# them; code that builds models runs on every backend.
+TENSORFLOW_PASS = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="checks text, backend-independent: runs in the TensorFlow pass",
+)
+
+# Every Python block of the README and of the site's pages, and the test
+# that runs it: a new block needs a test.
+RUN_BY = {
+    ("README.md", 0): "test_first_example_runs",
+    ("docs/index.md", 0): "test_first_example_runs",
+    ("docs/guide/four-ways.md", 0): "test_four_ways_example_runs",
+    ("docs/guide/conversion.md", 0): "test_conversion_example_runs",
+    ("docs/guide/strength.md", 0): (
+        "tests/test_strength_finder.py::test_strength_page_example_runs"
+    ),
+    ("docs/guide/paper.md", 0): "test_paper_training_example_runs",
+    ("docs/guide/distribution.md", 0): "test_mirrored_strategy_example_runs",
+    ("docs/guide/distribution.md", 1): "test_data_parallel_example_runs",
+    ("docs/guide/related.md", 0): "test_related_regularizers_example_runs",
+}
 
 
-def _blocks(language):
-    return re.findall(rf"```{language}\n(.*?)```", README, flags=re.S)
+def _text(page):
+    return (ROOT / page).read_text()
 
 
+def _blocks(page, language):
+    return re.findall(rf"```{language}\n(.*?)```", _text(page), flags=re.S)
+
+
+def _run(page, index, code=None):
+    namespace = {}
+    code = _blocks(page, "python")[index] if code is None else code
+    exec(compile(code, page, "exec"), namespace)
+    return namespace
+
+
+@TENSORFLOW_PASS
+def test_every_python_block_of_the_readme_and_the_site_is_run():
+    pages = ["README.md", "docs/index.md"] + [
+        path.relative_to(ROOT).as_posix() for path in sorted(GUIDE.glob("*.md"))
+    ]
+    blocks = {
+        (page, index)
+        for page in pages
+        for index in range(len(_blocks(page, "python")))
+    }
+    assert blocks == set(RUN_BY)
+    for test in RUN_BY.values():
+        if "::" not in test:
+            assert test in globals(), test
+
+
+@TENSORFLOW_PASS
 def test_readme_opens_with_the_user_path_then_the_two_commands_ci_runs():
-    user, ci_commands = _blocks("bash")[:2]
+    user, ci_commands = _blocks("README.md", "bash")[:2]
     assert README.index("## Install and run") < README.index(user)
     assert "KERAS_BACKEND=" in user and "[tf,tfds]" in user
+    assert README.index(ci_commands) > README.index(
+        "## The two commands CI runs"
+    )
     setup, tests = ci_commands.strip().splitlines()
     ci = (ROOT / ".ci" / "run").read_text()
     install = setup.split(" && python -m applications.")[0]
@@ -22,54 +86,84 @@ def test_readme_opens_with_the_user_path_then_the_two_commands_ci_runs():
     for step in install.split(" && "):
         assert step in ci.splitlines()
     assert tests in ci.splitlines()
+    # The site's page on CI shows the same two commands.
+    assert ci_commands in _blocks("docs/guide/development.md", "bash")
 
 
-def test_readme_names_every_extra_of_setup_cfg():
+@TENSORFLOW_PASS
+def test_readme_and_home_page_name_every_extra_of_setup_cfg():
     import configparser
 
     setup = configparser.ConfigParser()
     setup.read(ROOT / "setup.cfg")
-    for extra in setup["options.extras_require"]:
-        assert f"`[{extra}]`" in README, extra
+    for page in ("README.md", "docs/index.md"):
+        for extra in setup["options.extras_require"]:
+            assert f"`[{extra}]`" in _text(page), (page, extra)
 
 
-def test_training_example_runs_as_written():
-    from tests.helpers import tfds_data
-
-    training = _blocks("python")[2]
-    assert "epochs = 400\n" in training
-    # As written but for the epochs (400 take a GPU days), on tfds' mock
-    # CIFAR-10 (not on our machines): 64 images, one step per epoch.
-    namespace = {}
-    with tfds_data("cifar10", num_examples=64):
-        exec(
-            compile(
-                training.replace("epochs = 400", "epochs = 2"), "R", "exec"
-            ),
-            namespace,
-        )
-    assert namespace["steps"] == 1
-    history = namespace["model"].history.history
-    assert len(history["loss"]) == 2 and "val_accuracy" in history
+@TENSORFLOW_PASS
+def test_readme_links_resolve_and_lead_to_every_guide_page_and_notebook():
+    links = re.findall(r"\]\(([^)]+)\)", README)
+    local = [link.split("#")[0] for link in links if "://" not in link]
+    for link in local:
+        assert (ROOT / link).exists(), link
+    for path in GUIDE.glob("*.md"):
+        assert path.relative_to(ROOT).as_posix() in local, path.name
+    for path in (ROOT / "notebooks").glob("*.ipynb"):
+        assert path.relative_to(ROOT).as_posix() in local, path.name
+    for target in ("RESULTS.md", "BENCHMARKS.md", "CHANGELOG.md"):
+        assert target in local, target
+    # How to read the documentation: the site and where it comes from.
+    assert 'pip install -e ".[docs]" && mkdocs serve' in README
 
 
-def test_usage_example_runs():
-    code = _blocks("python")[0]
-    namespace = {}
-    exec(compile(code, "README.md", "exec"), namespace)
-    model = namespace["model"]
+@TENSORFLOW_PASS
+def test_site_pages_link_by_repository_paths():
+    # So that they work on GitHub; docs/hooks.py maps them onto the site.
+    for page in [ROOT / "docs" / "index.md", *sorted(GUIDE.glob("*.md"))]:
+        for link in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+            target = link.split("#")[0]
+            if target and "://" not in target:
+                assert (page.parent / target).exists(), (page.name, link)
+
+
+@TENSORFLOW_PASS
+def test_home_page_and_development_page_list_every_notebook():
+    notebooks = sorted((ROOT / "notebooks").glob("*.ipynb"))
+    assert len(notebooks) >= 5
+    for page, prefix in (
+        ("docs/index.md", "../notebooks/"),
+        ("docs/guide/development.md", "../../notebooks/"),
+    ):
+        for notebook in notebooks:
+            assert f"]({prefix}{notebook.name})" in _text(page), (
+                page,
+                notebook.name,
+            )
+
+
+def test_first_example_runs():
+    # The README's first example is the home page's, and the wheel's smoke
+    # check (.ci/smoke_wheel.py) runs it from the package metadata.
+    (code,) = _blocks("docs/index.md", "python")
+    assert _blocks("README.md", "python")[0] == code
+    model = _run("README.md", 0)["model"]
+    assert "psp_loss" in [metric.name for metric in model.metrics]
+    assert "psp_loss" in model.history.history
+
+
+def test_four_ways_example_runs():
+    model = _run("docs/guide/four-ways.md", 0)["model"]
     assert "psp_loss" in [metric.name for metric in model.metrics]
 
 
-def test_models_you_did_not_write_example_runs():
+def test_conversion_example_runs():
     import numpy as np
 
     from keras_psp.models.psp_model import psp_layers
     from keras_psp.models.psp_model import psp_losses
 
-    code = _blocks("python")[1]
-    namespace = {}
-    exec(compile(code, "README.md", "exec"), namespace)
+    namespace = _run("docs/guide/conversion.md", 0)
     model, plain = namespace["model"], namespace["plain"]
     found, skipped = namespace["found"], namespace["skipped"]
     inputs = {
@@ -82,15 +176,64 @@ def test_models_you_did_not_write_example_runs():
     assert not skipped and not psp_layers(plain)
 
 
+def test_paper_training_example_runs():
+    from tests.helpers import tfds_data
+
+    (training,) = _blocks("docs/guide/paper.md", "python")
+    assert "epochs = 400\n" in training
+    # As written but for the epochs (400 take a GPU days), on tfds' mock
+    # CIFAR-10 (not on our machines): 64 images, one step per epoch.
+    with tfds_data("cifar10", num_examples=64):
+        namespace = _run(
+            "docs/guide/paper.md",
+            0,
+            training.replace("epochs = 400", "epochs = 2"),
+        )
+    assert namespace["steps"] == 1
+    history = namespace["model"].history.history
+    assert len(history["loss"]) == 2 and "val_accuracy" in history
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="tf.distribute needs the TensorFlow backend; runs in the "
+    "TensorFlow pass",
+)
+def test_mirrored_strategy_example_runs():
+    namespace = _run("docs/guide/distribution.md", 0)
+    model = namespace["model"]
+    assert model.optimizer is not None
+    assert namespace["strategy"].num_replicas_in_sync >= 1
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "jax",
+    reason="keras.distribution's DataParallel: runs in the JAX pass",
+)
+def test_data_parallel_example_runs():
+    import numpy as np
+
+    try:
+        model = _run("docs/guide/distribution.md", 1)["model"]
+        assert isinstance(
+            keras.distribution.distribution(),
+            keras.distribution.DataParallel,
+        )
+    finally:
+        keras.distribution.set_distribution(None)
+    # LeNet-5's trainable parameters (docs/guide/paper.md).
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    assert trainable == 431_080
+
+
 def test_related_regularizers_example_runs():
     import numpy as np
 
     from keras_psp.optimizers import GradientCoherentSGD
 
-    code = _blocks("python")[5]
+    (code,) = _blocks("docs/guide/related.md", "python")
     assert "SoftDiamond" in code
-    namespace = {}
-    exec(compile(code, "README.md", "exec"), namespace)
+    namespace = _run("docs/guide/related.md", 0)
     model = namespace["model"]
     assert isinstance(model.optimizer, GradientCoherentSGD)
     # PSP (4 layers) and the activation sparsity of the 3 hidden layers.
@@ -116,23 +259,24 @@ print("with:", type(model).__name__, float(model.layers[0].strength.numpy()))
 """
 
 
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="registration is backend-independent: TensorFlow pass",
+)
 def test_loading_a_saved_model_needs_import_keras_psp(tmp_path):
     import os
     import subprocess
     import sys
 
-    import keras
-    import pytest
-
     import keras_psp
 
-    if keras.backend.backend() != "tensorflow":
-        pytest.skip("registration is backend-independent: TensorFlow pass")
-    bullet = README.split("- Every layer has `get_config`")[1].split("\n- ")[0]
+    page = _text("docs/guide/four-ways.md")
+    bullet = page.split("- Every layer has `get_config`")[1].split("\n- ")[0]
     bullet = " ".join(bullet.split())
     assert "without `custom_objects`" in bullet
     assert "`import keras_psp`" in bullet
     assert "Could not locate class" in bullet
+    assert "has run `import keras_psp`" in " ".join(README.split())
     model = keras_psp.PSPSequential(
         [
             keras.Input((4,)),

@@ -247,20 +247,20 @@ def test_psp_models_refuse_apply_psp_options():
     assert keras_psp.find_strength(model, x, y, loss="mse", reduction="mean")
 
 
-def test_readme_choosing_example_runs():
+def test_strength_page_example_runs():
     import pathlib
     import re
 
-    readme = pathlib.Path(__file__).resolve().parent.parent / "README.md"
+    # The user guide's page on choosing λ (docs/guide/strength.md).
+    root = pathlib.Path(__file__).resolve().parent.parent
+    page = root / "docs" / "guide" / "strength.md"
     (code,) = [
         block
-        for block in re.findall(
-            r"```python\n(.*?)```", readme.read_text(), re.S
-        )
+        for block in re.findall(r"```python\n(.*?)```", page.read_text(), re.S)
         if "find_strength(" in block
     ]
     namespace = {}
-    exec(compile(code, "README.md", "exec"), namespace)
+    exec(compile(code, "docs/guide/strength.md", "exec"), namespace)
     base, model = namespace["base"], namespace["model"]
     x, y = namespace["x"], namespace["y"]
     model.compile("sgd", base.loss)
