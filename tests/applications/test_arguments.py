@@ -25,6 +25,7 @@ PROGRAMS = (
     "benchmark",
     "convert_applications",
     "convert_keras_hub",
+    "find_strength",
 )
 # Prints the program's --help, then whether TensorFlow was imported.
 HELP = """
