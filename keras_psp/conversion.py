@@ -304,7 +304,12 @@ def _saved_as_graph(graph):
     """Whether `graph` saves itself as its layers' configs (a plain
     functional model) rather than as its constructor's arguments (a
     keras_hub backbone)."""
-    config = graph.get_config() or {}
+    if keras_internals.saves_layer_configs(graph):
+        return True
+    try:
+        config = graph.get_config() or {}
+    except Exception:  # it cannot be saved either way: keep the graph
+        return True
     return all(key in config for key in ("layers", "input_layers"))
 
 

@@ -30,6 +30,13 @@ def is_graph_model(model):
     return isinstance(model, (keras.Sequential, Functional))
 
 
+def saves_layer_configs(model):
+    """Whether `model`'s class saves it as its layers' configs (Keras'
+    own functional config), rather than through a `get_config` of its
+    own (a keras_hub backbone saves its constructor's arguments)."""
+    return type(model).get_config is Functional.get_config
+
+
 def activation_operation_classes():
     """The classes of the graph nodes that `keras.ops` and
     `keras.activations` calls make for element-wise activations
