@@ -449,7 +449,12 @@ def load(
         # per-example cache short for every later pass (101 of 2,000 test
         # images), while one element is cached whole or not at all.
         whole = dataset.batch(max(count, 1)).cache()
-        dataset = whole.unbatch().map(normalize, num_parallel_calls=autotune)
+        # `unbatch` loses the cardinality, which `fit`'s evaluation needs
+        # (else Keras warns that the input ran out of data).
+        dataset = whole.unbatch().apply(
+            tf.data.experimental.assert_cardinality(count)
+        )
+        dataset = dataset.map(normalize, num_parallel_calls=autotune)
         return dataset.batch(test_batch_size).prefetch(autotune)
 
     validation = None
