@@ -300,17 +300,20 @@ def _operation_paths(graph, prefix=()):
             yield from _operation_paths(operation, path)
 
 
-def _saved_as_graph(graph):
-    """Whether `graph` saves itself as its layers' configs (a plain
-    functional model) rather than as its constructor's arguments (a
-    keras_hub backbone)."""
+def _saved_from_arguments(graph):
+    """`graph` serialized, if it saves itself as its constructor's
+    arguments (a keras_hub backbone), or None if it saves itself as its
+    layers' configs (a plain functional model) or cannot be saved."""
     if keras_internals.saves_layer_configs(graph):
-        return True
+        return None
     try:
-        config = graph.get_config() or {}
+        original = keras.saving.serialize_keras_object(graph)
     except Exception:  # it cannot be saved either way: keep the graph
-        return True
-    return all(key in config for key in ("layers", "input_layers"))
+        return None
+    config = original.get("config") or {}
+    if all(key in config for key in ("layers", "input_layers")):
+        return None
+    return original
 
 
 def _convert(model, plan, psp):
@@ -339,11 +342,8 @@ def _convert(model, plan, psp):
         return wrapped, lambda: cloning.copy_state(layer, copy)
 
     def on_graph(graph, clone, fallbacks):
-        if _saved_as_graph(graph):
-            return clone
-        try:
-            original = keras.saving.serialize_keras_object(graph)
-        except Exception:  # it cannot be saved in the first place
+        original = _saved_from_arguments(graph)
+        if original is None:
             return clone
         recipe = {
             "original": original,
