@@ -35,7 +35,8 @@ the sweep goes on. The Markdown table (`--output`) and a JSON beside it
 (same name, `.json`) are rewritten atomically after every model, so a
 killed sweep keeps its rows, and `--resume` skips the models already in
 the JSON. Each model is freed before the next (big ones take gigabytes).
-The sweep's machinery is `applications.conversion_sweep`, shared with
+The sweep's machinery is `applications.conversion_sweep` and its checks
+`applications.conversion_checks`, both shared with
 `applications.convert_keras_hub`.
 """
 
@@ -45,6 +46,7 @@ import time
 import warnings
 
 from applications import arguments
+from applications import conversion_checks
 from applications import conversion_sweep
 from applications.conversion_sweep import cell
 from applications.conversion_sweep import yes
@@ -176,7 +178,7 @@ def sample_images(builder, batch_size, size):
 
 def _activation_layer_classes():
     """Keras' activation layers, listed here apart from keras-psp's
-    registry, as `conversion_sweep.affine_layer_classes` lists the affine
+    registry, as `conversion_checks.affine_layer_classes` lists the affine
     ones."""
     from keras import layers
 
@@ -211,9 +213,9 @@ def expected_psp_terms(model):
     from keras_psp.layers.psp_layer import PSPLayerMixin
     from keras_psp.pre_activations import run_graph
 
-    affine = conversion_sweep.affine_layer_classes()
+    affine = conversion_checks.affine_layer_classes()
     activation = _activation_layer_classes()
-    outputs = {id(layer) for layer, _ in conversion_sweep.output_calls(model)}
+    outputs = {id(layer) for layer, _ in conversion_checks.output_calls(model)}
     count = 0
 
     def counter(layer, *args, **kwargs):
@@ -255,12 +257,12 @@ def expected_psp_terms(model):
     return count
 
 
-count_psp_terms = conversion_sweep.count_psp_terms
-_numpy = conversion_sweep.numpy_outputs
-_compare = conversion_sweep.compare
-_round_trip = conversion_sweep.round_trip
-_describe = conversion_sweep.describe
-_is_linear = conversion_sweep.is_linear
+count_psp_terms = conversion_checks.count_psp_terms
+_numpy = conversion_checks.numpy_outputs
+_compare = conversion_checks.compare
+_round_trip = conversion_checks.round_trip
+_describe = conversion_checks.describe
+_is_linear = conversion_checks.is_linear
 
 
 def _fit_step(row, model, x, y, args):

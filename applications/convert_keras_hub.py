@@ -40,8 +40,9 @@ copy and shares, non-linearities left unregularized), and checked:
 Any exception is caught and reported in its row (type and first line), and
 the sweep goes on. The default table is `runs/keras_hub_<backend>.md` (not
 the committed results), with its JSON beside it; the sweep's machinery
-(`--resume`, atomic writes, the summary) is `applications.conversion_sweep`,
-shared with `applications.convert_applications`.
+(`--resume`, atomic writes, the summary) is `applications.conversion_sweep`
+and its checks `applications.conversion_checks`, both shared with
+`applications.convert_applications`.
 """
 
 import functools
@@ -53,6 +54,7 @@ import time
 import warnings
 
 from applications import arguments
+from applications import conversion_checks
 from applications import conversion_sweep
 from applications.conversion_sweep import cell
 
@@ -271,23 +273,23 @@ def check_backbone(name, args):
             functools.partial(backbone, inputs, training=False)
         )
         row["nonlinearities"] = count
-        row["logits"] = conversion_sweep.linear_outputs(backbone)
+        row["logits"] = conversion_checks.linear_outputs(backbone)
         row["expected_psp_terms"] = count + row["logits"]
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             converted = apply_psp(backbone, strength=args.strength)
         notes += _warning_notes(caught)
         outputs = converted(inputs, training=False)
-        row["psp_terms"] = conversion_sweep.count_psp_terms(converted)
+        row["psp_terms"] = conversion_checks.count_psp_terms(converted)
         try:
             keras.tree.assert_same_structure(expected, outputs)
         except (TypeError, ValueError) as error:
             errors.append(
-                f"output structure: {conversion_sweep.describe(error)}"
+                f"output structure: {conversion_checks.describe(error)}"
             )
-        expected = conversion_sweep.numpy_outputs(expected)
-        predicted = conversion_sweep.numpy_outputs(outputs)
-        diff, equal = conversion_sweep.compare(expected, predicted)
+        expected = conversion_checks.numpy_outputs(expected)
+        predicted = conversion_checks.numpy_outputs(outputs)
+        diff, equal = conversion_checks.compare(expected, predicted)
         row.update(max_abs_diff=diff, predictions_equal=equal)
         for label, step, step_args in (
             (
@@ -301,10 +303,10 @@ def check_backbone(name, args):
             try:
                 step(row, *step_args)
             except Exception as error:  # reported in the row
-                errors.append(f"{label}: {conversion_sweep.describe(error)}")
+                errors.append(f"{label}: {conversion_checks.describe(error)}")
         del converted, backbone
     except Exception as error:  # reported; the sweep goes on
-        errors.append(conversion_sweep.describe(error))
+        errors.append(conversion_checks.describe(error))
     row["seconds"] = round(time.perf_counter() - started, 1)
     row["error"] = "; ".join(errors)
     row["notes"] = "; ".join(notes)
@@ -342,10 +344,10 @@ def _round_trip(row, converted, backbone, inputs, predicted):
     import keras
 
     try:
-        conversion_sweep.round_trip(row, converted, inputs, predicted)
+        conversion_checks.round_trip(row, converted, inputs, predicted)
     except Exception as error:
         row["round_trip"] = False
-        row["round_trip_error"] = conversion_sweep.describe(error)
+        row["round_trip_error"] = conversion_checks.describe(error)
     if not row["round_trip"]:
         plain = keras.Model(backbone.input, backbone.output)
         _plain_round_trip(row, plain, inputs)
@@ -355,16 +357,17 @@ def _plain_round_trip(row, plain, inputs):
     """Whether `plain` (no PSP) survives the same round trip: recorded as
     `row["plain_round_trip"]`, with the reason it fails."""
     try:
-        expected = conversion_sweep.numpy_outputs(plain(inputs, training=False))
-        loaded = conversion_sweep.save_and_load(plain)
-        again = conversion_sweep.numpy_outputs(loaded(inputs, training=False))
-        diff, equal = conversion_sweep.compare(expected, again)
+        checks = conversion_checks
+        expected = checks.numpy_outputs(plain(inputs, training=False))
+        loaded = checks.save_and_load(plain)
+        again = checks.numpy_outputs(loaded(inputs, training=False))
+        diff, equal = checks.compare(expected, again)
         row["plain_round_trip"] = equal
         if not equal:
             row["plain_round_trip_error"] = f"predictions differ by {diff:.1e}"
     except Exception as error:
         row["plain_round_trip"] = False
-        row["plain_round_trip_error"] = conversion_sweep.describe(error)
+        row["plain_round_trip_error"] = conversion_checks.describe(error)
 
 
 def _strip(row, converted, inputs, expected):
@@ -374,8 +377,8 @@ def _strip(row, converted, inputs, expected):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         stripped = keras_psp.strip_psp(converted)
-    outputs = conversion_sweep.numpy_outputs(stripped(inputs, training=False))
-    diff, equal = conversion_sweep.compare(expected, outputs)
+    outputs = conversion_checks.numpy_outputs(stripped(inputs, training=False))
+    diff, equal = conversion_checks.compare(expected, outputs)
     left = len(psp_layers(stripped))
     row.update(strip_max_abs_diff=diff, strip_psp_layers=left)
     row["strip"] = equal and left == 0

@@ -68,13 +68,6 @@ def test_select_models_by_name_or_part():
     assert select(None, available) == available
 
 
-def test_compare_reports_differences():
-    a = np.zeros((2, 3), "float32")
-    assert convert_applications._compare([a], [a]) == (0.0, True)
-    diff, equal = convert_applications._compare([a], [a + 1e-3])
-    assert not equal and diff == pytest.approx(1e-3)
-
-
 def test_expected_terms_follow_the_rules():
     # relu Dense (1); linear Dense (0); BN then ReLU (1); a linear
     # Activation (0); linear PSP logits (1) and the softmax they feed (0:

@@ -84,9 +84,9 @@ def test_linear_outputs_are_the_logits():
             "hidden": keras.layers.Dense(3, activation="tanh")(outer_inputs),
         },
     )
-    from applications import conversion_sweep
+    from applications import conversion_checks
 
-    assert conversion_sweep.linear_outputs(model) == 1
+    assert conversion_checks.linear_outputs(model) == 1
 
 
 def test_sweep_row_and_resume(tmp_path, monkeypatch):
