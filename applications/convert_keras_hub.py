@@ -18,10 +18,11 @@ copy and shares, non-linearities left unregularized), and checked:
 - PSP terms: the penalties one forward pass of the converted model adds,
   against the number expected: the non-linearities the original backbone
   applies in one eager forward pass, counted by watching the backend's
-  activation functions, without asking keras-psp (`count_activations` says
-  the rules), plus one per model output that a linear affine layer
-  (Dense, EinsumDense, Conv*, ...) makes: the logits, which `apply_psp`
-  regularizes by default (`regularize_logits=True`);
+  activation functions, without asking keras-psp
+  (`applications.activation_count` says the rules), plus one per model
+  output that a linear affine layer (Dense, EinsumDense, Conv*, ...)
+  makes: the logits, which `apply_psp` regularizes by default
+  (`regularize_logits=True`);
 - predictions: the converted model's equal the backbone's (same output
   structure, float32, `atol` 1e-5), both called with `training=False`;
   the table shows the largest absolute difference;
@@ -48,45 +49,16 @@ and its checks `applications.conversion_checks`, both shared with
 import functools
 import importlib.metadata
 import math
-import os
-import sys
 import time
 import warnings
 
+from applications import activation_count
 from applications import arguments
 from applications import conversion_checks
 from applications import conversion_sweep
 from applications.conversion_sweep import cell
 
 WHAT = "keras_hub backbone configuration"
-
-# The activation functions of a Keras backend, by name: those whose code is
-# in keras/src/backend/<backend>/nn.py, and `tanh` of its numpy.py.
-ACTIVATIONS = (
-    "relu",
-    "relu6",
-    "sigmoid",
-    "tanh",
-    "silu",
-    "gelu",
-    "elu",
-    "selu",
-    "celu",
-    "softplus",
-    "softsign",
-    "leaky_relu",
-    "hard_sigmoid",
-    "hard_silu",
-    "hard_tanh",
-    "log_sigmoid",
-    "sparse_sigmoid",
-    "sparse_plus",
-    "squareplus",
-    "soft_shrink",
-    "hard_shrink",
-    "tanh_shrink",
-    "threshold",
-)
 
 
 def available_backbones():
@@ -114,144 +86,6 @@ def main(argv=None):
     )
 
 
-# === The independent count of non-linearities ===
-
-
-def activation_functions(backend):
-    """The code objects of `backend`'s activation functions, by code: each
-    of `ACTIVATIONS` whose code is in keras/src/backend/<backend>/nn.py,
-    `tanh` of keras/src/backend/<backend>/numpy.py, and the `static_call`
-    of the classes of keras/src/activations/activations.py (ReLU with
-    options, Mish) that `keras.activations` runs in Python."""
-    import importlib
-    import inspect
-
-    from keras.src.activations import activations
-
-    codes = {}
-    for module_name, names in (
-        (f"keras.src.backend.{backend}.nn", ACTIVATIONS),
-        (f"keras.src.backend.{backend}.numpy", ("tanh",)),
-    ):
-        module = importlib.import_module(module_name)
-        for name in names:
-            function = getattr(module, name, None)
-            code = getattr(inspect.unwrap(function or len), "__code__", None)
-            if code is not None and os.path.samefile(
-                code.co_filename, module.__file__
-            ):
-                codes[code] = name
-    for name, value in vars(activations).items():
-        static_call = (
-            vars(value).get("static_call") if isinstance(value, type) else None
-        )
-        if isinstance(static_call, staticmethod):
-            codes[static_call.__func__.__code__] = f"{name}.static_call"
-    return codes
-
-
-def is_attention(layer):
-    """Whether `layer` is an attention layer: its non-linearities (the
-    softmax of the scores, a soft cap's tanh) are no neuron's activation."""
-    import keras
-
-    attention = (
-        keras.layers.MultiHeadAttention,
-        keras.layers.GroupQueryAttention,
-        keras.layers.Attention,
-        keras.layers.AdditiveAttention,
-    )
-    return isinstance(layer, attention) or type(layer).__name__.endswith(
-        "Attention"
-    )
-
-
-def innermost_layer(frame):
-    """The Keras layer whose code runs `frame`: the nearest frame, from
-    `frame` outwards, whose `self` is a `keras.layers.Layer`; or None."""
-    import keras
-
-    while frame is not None:
-        if "self" in frame.f_code.co_varnames:
-            candidate = frame.f_locals.get("self")
-            if isinstance(candidate, keras.layers.Layer):
-                return candidate
-        frame = frame.f_back
-    return None
-
-
-def count_activations(call):
-    """Runs `call()` once, eagerly, and counts the non-linearities it
-    applies; returns `(count, call's result)`.
-
-    Counted: each call of one of the active backend's activation functions
-    (`activation_functions`: relu, gelu, silu, tanh, ..., whatever called
-    it: a Dense's `activation`, an activation layer, `keras.ops.silu` in a
-    gated MLP, a `keras.ops` node of a functional model), except:
-
-    - a call made while another counted function runs (only the outermost
-      call counts: `keras.activations.mish` runs softplus and tanh inside
-      `Mish.static_call`, one non-linearity);
-    - a call whose innermost enclosing Keras layer (`innermost_layer`) is
-      an attention layer (`is_attention`: the softmax of the scores, a
-      soft cap's tanh);
-    - a call whose input (its first argument) is the very object (`is`)
-      that an earlier call of one of these functions returned, counted or
-      not: an activation of an activation's output (`tanh(softplus(x))`
-      written out) has no potential of its own;
-    - a call whose input is a variable (`softplus(self.scale)`): a
-      reparametrized weight, no neuron's potential.
-
-    Softmax, log_softmax and sparsemax are not activation functions here.
-    `call` must really run (an eager call, not a symbolic one: under
-    PyTorch a symbolic call runs no backend function); the count uses
-    `sys.setprofile`, so it counts this thread's calls only.
-    """
-    import keras
-
-    codes = activation_functions(keras.backend.backend())
-    returned = {}  # id -> object each call returned (kept alive: ids stay)
-    depth = 0  # how many counted functions are running
-    count = 0
-
-    def profile(frame, event, result):
-        nonlocal depth, count
-        if frame.f_code not in codes or event not in ("call", "return"):
-            return
-        if event == "return":
-            depth -= 1
-            if result is not None:
-                returned[id(result)] = result
-            return
-        if depth == 0:
-            code = frame.f_code
-            x = (
-                frame.f_locals.get(code.co_varnames[0])
-                if code.co_argcount
-                else None
-            )
-            again = x is not None and returned.get(id(x)) is x
-            weight = isinstance(x, keras.Variable) or _is_backend_variable(x)
-            attention = is_attention(innermost_layer(frame.f_back))
-            if not (again or weight or attention):
-                count += 1
-        depth += 1
-
-    previous = sys.getprofile()
-    sys.setprofile(profile)
-    try:
-        result = call()
-    finally:
-        sys.setprofile(previous)
-    return count, result
-
-
-def _is_backend_variable(x):
-    """Whether `x` is a TensorFlow variable or a `torch.nn.Parameter` (the
-    value a Keras variable holds)."""
-    return type(x).__name__ in ("ResourceVariable", "Variable", "Parameter")
-
-
 # === One backbone ===
 
 
@@ -269,7 +103,7 @@ def check_backbone(name, args):
     try:
         backbone, inputs = keras_hub_backbones.build(name)
         row["layers"] = len(backbone.layers)
-        count, expected = count_activations(
+        count, expected = activation_count.count_activations(
             functools.partial(backbone, inputs, training=False)
         )
         row["nonlinearities"] = count

@@ -37,3 +37,18 @@ def test_save_and_load_gives_an_equal_model():
         conversion_checks.numpy_outputs(loaded(x)),
     )
     assert loaded is not model and equal and diff == 0.0
+
+
+def test_linear_outputs_are_the_logits():
+    inputs = keras.Input((4,))
+    hidden = keras.layers.Dense(4, activation="relu")(inputs)
+    inner = keras.Model(inputs, keras.layers.Dense(2)(hidden))
+    outer_inputs = keras.Input((4,))
+    model = keras.Model(
+        outer_inputs,
+        {
+            "logits": inner(outer_inputs),  # a linear Dense, nested: 1
+            "hidden": keras.layers.Dense(3, activation="tanh")(outer_inputs),
+        },
+    )
+    assert conversion_checks.linear_outputs(model) == 1
