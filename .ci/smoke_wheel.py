@@ -9,10 +9,12 @@ imported by accident. It checks that:
   `__version__` is the wheel's version;
 - the README's first usage example runs as written (its text is read from
   the installed package's metadata, which holds the README);
-- `apply_psp` and `strip_psp` keep a small model's predictions, and the
-  converted model takes a `fit` step that logs `psp_loss`;
+- `apply_psp` and `strip_psp` keep a small functional model's predictions,
+  and the converted model takes a `fit` step that logs `psp_loss`;
 - the converted model loads back from `.keras` without `custom_objects`
   with equal predictions.
+
+`.ci/check_wheel` runs it with the oldest Keras that setup.cfg allows.
 
 Usage (inside the environment): `python -I smoke_wheel.py`.
 """
@@ -60,15 +62,13 @@ def main():
     )
 
     keras.utils.set_random_seed(0)
-    plain = keras.Sequential(
-        [
-            keras.Input((8, 8, 1)),
-            keras.layers.Conv2D(4, 3, activation="relu"),
-            keras.layers.Flatten(),
-            keras.layers.Dense(16, activation="relu"),
-            keras.layers.Dense(3),
-        ]
-    )
+    # Functional (the README's example is Sequential): its converted copy
+    # is a PSPModel, whose `.keras` file needs Keras 3.15 to load.
+    inputs = keras.Input((8, 8, 1))
+    hidden = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+    hidden = keras.layers.Flatten()(hidden)
+    hidden = keras.layers.Dense(16, activation="relu")(hidden)
+    plain = keras.Model(inputs, keras.layers.Dense(3)(hidden))
     x = np.random.default_rng(0).normal(size=(6, 8, 8, 1)).astype("float32")
     y = np.array([0, 1, 2, 0, 1, 2])
     expected = plain.predict(x, verbose=0)
