@@ -7,6 +7,8 @@ imported by accident. It checks that:
 
 - `keras_psp` is imported from the environment's site-packages, and its
   `__version__` is the wheel's version;
+- the description (the README) links to the repository's files by absolute
+  URLs (setup.py makes them so), which resolve on PyPI;
 - the README's first usage example runs as written (its text is read from
   the installed package's metadata, which holds the README);
 - `apply_psp` and `strip_psp` keep a small functional model's predictions,
@@ -53,6 +55,11 @@ def main():
     )
 
     readme = importlib.metadata.metadata("keras-psp")["Description"]
+    relative = re.findall(r"\]\((?![a-z][a-z0-9+.-]*:|#)([^)\s]+)\)", readme)
+    check(
+        not relative and "/blob/main/docs/guide/" in readme,
+        f"the description's links are absolute (relative: {relative})",
+    )
     example = re.findall(r"```python\n(.*?)```", readme, flags=re.S)[0]
     namespace = {}
     exec(compile(example, "README.md", "exec"), namespace)
