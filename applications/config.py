@@ -85,8 +85,8 @@ Train one configuration: model, data set, regularization, λ, seed.
     python -m applications.train --model resnet18 --dataset cifar10 \\
         --regularization psp --strength 1e-3 --epochs 400
 
-The default run (LeNet-5 on MNIST with PSP, 5 epochs) takes about 40 s on a
-2-core CPU (TensorFlow backend, 2026-11-25: 38 s); the paper trains 50
+The default run (LeNet-5 on MNIST with PSP, 5 epochs) takes about 1.5 min
+on a 2-core CPU (TensorFlow backend, 2026-12-02: 96 s); the paper trains 50
 epochs (MNIST), 150 (Fashion-MNIST) and 400 (CIFAR-10, a GPU's job).
 
 Everything goes into a run directory (default
