@@ -55,7 +55,9 @@ def main():
     )
 
     readme = importlib.metadata.metadata("keras-psp")["Description"]
-    relative = re.findall(r"\]\((?![a-z][a-z0-9+.-]*:|#)([^)\s]+)\)", readme)
+    # Every link target, whatever setup.py's rewriting matched.
+    targets = re.findall(r"\]\(([^)\s]+)\)", readme)
+    relative = [t for t in targets if not t.startswith(("https://", "#"))]
     check(
         not relative and "/blob/main/docs/guide/" in readme,
         f"the description's links are absolute (relative: {relative})",

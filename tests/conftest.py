@@ -28,8 +28,9 @@ def pytest_sessionstart(session):
 
 
 # clear_session's own full garbage collection costs 0.3 s or more once
-# TensorFlow, JAX or PyTorch is loaded: a third of a pass, run before every
-# test. A full collection every COLLECT_EVERY tests keeps memory as bounded.
+# TensorFlow, JAX or PyTorch is loaded: almost half of a pass, run before
+# every test. A full collection every COLLECT_EVERY tests keeps memory
+# bounded as well.
 COLLECT_EVERY = 25
 _tests = itertools.count(1)
 

@@ -5,6 +5,17 @@ import contextlib
 
 import keras
 import numpy as np
+import pytest
+
+
+def in_pytorch_pass(what):
+    """Skip mark of a backend-independent test (`what` it checks) that runs
+    once, in the PyTorch pass: the TensorFlow pass holds most such tests
+    and is the longest."""
+    return pytest.mark.skipif(
+        keras.backend.backend() != "torch",
+        reason=f"backend-independent {what}: runs in the PyTorch pass",
+    )
 
 
 def gradients(loss_fn, variables):

@@ -4,19 +4,14 @@ import re
 import subprocess
 import sys
 
-import keras
 import pytest
 
 from applications import arguments
+from tests.helpers import in_pytorch_pass
 
-# Backend-independent: the TensorFlow pass runs it (the other passes would
-# only repeat it, and CI's time is short).
-pytestmark = pytest.mark.skipif(
-    keras.backend.backend() != "torch",
-    # The TensorFlow pass holds most backend-independent tests and is the
-    # longest: these run in the shorter PyTorch pass.
-    reason="backend-independent argument parsing: runs in the PyTorch pass",
-)
+# Backend-independent: one pass runs it (the other passes would only repeat
+# it, and CI's time is short).
+pytestmark = in_pytorch_pass("argument parsing")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 PROGRAMS = (

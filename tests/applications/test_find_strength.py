@@ -1,12 +1,12 @@
 import inspect
 import json
 
-import keras
 import pytest
 
 import keras_psp
 from applications import find_strength
 from applications import train
+from tests.helpers import in_pytorch_pass
 from tests.helpers import tfds_data
 
 
@@ -63,12 +63,7 @@ class _Untouchable:
 # Training through `train.train` is tested on every backend in
 # test_train.py, the finder in tests/test_strength_finder.py; the
 # program's own logic is backend-independent.
-@pytest.mark.skipif(
-    keras.backend.backend() != "torch",
-    # The TensorFlow pass holds most backend-independent tests and is the
-    # longest: this runs in the shorter PyTorch pass.
-    reason="backend-independent program logic: runs in the PyTorch pass",
-)
+@in_pytorch_pass("program logic")
 def test_sweep_on_the_validation_split_and_resume(tmp_path, monkeypatch):
     load = keras_psp.datasets.load
 

@@ -1,21 +1,16 @@
 import itertools
 import json
 
-import keras
 import numpy as np
 import pytest
 
 from applications import config
 from applications import experiments
 from applications import plots
+from tests.helpers import in_pytorch_pass
 
 # Backend-independent (matplotlib on records): the PyTorch pass runs it.
-pytestmark = pytest.mark.skipif(
-    keras.backend.backend() != "torch",
-    # The TensorFlow pass holds most backend-independent tests and is the
-    # longest: these run in the shorter PyTorch pass.
-    reason="backend-independent report logic: runs in the PyTorch pass",
-)
+pytestmark = in_pytorch_pass("report logic")
 
 REGIMES = {  # regime: (λ, comparison λ, final test error % on Fashion-MNIST)
     "l2": (1e-4, None, 8.3),

@@ -8,19 +8,14 @@ import sys
 import tempfile
 import time
 
-import keras
 import pytest
 
 from applications import run_dir as run_dirs
+from tests.helpers import in_pytorch_pass
 
-# Backend-independent: the TensorFlow pass runs it (the other passes would
-# only repeat it, and CI's time is short).
-pytestmark = pytest.mark.skipif(
-    keras.backend.backend() != "torch",
-    # The TensorFlow pass holds most backend-independent tests and is the
-    # longest: these run in the shorter PyTorch pass.
-    reason="backend-independent run-dir logic: runs in the PyTorch pass",
-)
+# Backend-independent: one pass runs it (the other passes would only repeat
+# it, and CI's time is short).
+pytestmark = in_pytorch_pass("run-dir logic")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 

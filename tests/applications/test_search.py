@@ -1,10 +1,10 @@
 import json
 import os
 
-import keras
 import pytest
 
 from applications import search
+from tests.helpers import in_pytorch_pass
 from tests.helpers import tfds_data
 
 
@@ -42,12 +42,7 @@ def test_bad_arguments_are_argparse_errors(argv, option, capsys):
 
 # Training through `train.train` is tested on every backend in
 # test_train.py; the search's own logic is backend-independent.
-@pytest.mark.skipif(
-    keras.backend.backend() != "torch",
-    # The TensorFlow pass holds most backend-independent tests and is the
-    # longest: this runs in the shorter PyTorch pass.
-    reason="backend-independent program logic: runs in the PyTorch pass",
-)
+@in_pytorch_pass("program logic")
 def test_search_trains_the_grid_on_the_validation_split(tmp_path):
     out = tmp_path / "out"
     argv = ["--methods", "activation_sparsity", "--epochs", "1"]
