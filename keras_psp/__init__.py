@@ -14,6 +14,8 @@ from keras_psp import optimizers
 from keras_psp import regularizers
 from keras_psp import training
 from keras_psp.conversion import apply_psp
+from keras_psp.conversion import disable_psp
+from keras_psp.conversion import enable_psp
 from keras_psp.layers import InnerPreActivationRegularizer
 from keras_psp.layers import PreActivationRegularizer
 from keras_psp.layers import PSPActivation
@@ -41,6 +43,8 @@ __all__ = [
     "PSPSequential",
     "PreActivationRegularizer",
     "apply_psp",
+    "disable_psp",
+    "enable_psp",
     "find_pre_activations",
     "find_strength",
     "register_pre_activation_layer",

@@ -294,3 +294,58 @@ def calling_callback_list(callback):
             return owner
         frame = frame.f_back
     return None
+
+
+def attach(owner, attribute, value):
+    """Sets `owner.<attribute> = value` on a built layer or model, tracked
+    as Keras tracks what a layer sets in `__init__` (a layer, a variable,
+    a metric), as `Dense.enable_lora` adds its variables: Keras locks a
+    built layer's tracker, and has no public way to add state after."""
+    tracker = owner._tracker
+    locked = tracker.locked
+    tracker.unlock()
+    try:
+        setattr(owner, attribute, value)
+    finally:
+        if locked:
+            tracker.lock()
+
+
+def detach(owner, attribute):
+    """Removes what `attach` set, from the attribute and from the tracker."""
+    value = vars(owner).get(attribute, getattr(owner, attribute, None))
+    tracker = owner._tracker
+    locked = tracker.locked
+    tracker.unlock()
+    try:
+        tracker.untrack(value)
+        delattr(owner, attribute)
+    finally:
+        if locked:
+            tracker.lock()
+
+
+def set_function_attribute(owner, attribute, function):
+    """`owner.<attribute> = function`, also where the attribute holds a
+    layer: on PyTorch a layer is a `torch.nn.Module`, which refuses a
+    function in a child module's place until the child is removed."""
+    current = getattr(owner, attribute, None)
+    if isinstance(current, keras.layers.Layer):
+        detach(owner, attribute)
+    setattr(owner, attribute, function)
+
+
+def model_host(model):
+    """The layer of `model` that holds state `keras_psp` adds to the model
+    as a whole: the model itself, except for a Sequential model, whose
+    tracked layers are its stack (a layer set on it would join the stack):
+    there, its `InputLayer`, which every built Sequential model has."""
+    if isinstance(model, keras.Sequential):
+        first = model._layers[0] if model._layers else None
+        if isinstance(first, keras.layers.InputLayer):
+            return first
+        raise ValueError(
+            f"Argument `model` ('{model.name}') is a Sequential model with no "
+            "input: start it with `keras.Input(shape)` or build it first."
+        )
+    return model

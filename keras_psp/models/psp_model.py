@@ -209,7 +209,7 @@ class PSPModel(PSPLossMixin, keras.Model):
             else:
                 model.set_conversion_recipe(recipe)
                 return model
-        from keras_psp import conversion  # it imports this module
+        from keras_psp.conversion import copying as conversion  # imports this
 
         with keras.saving.custom_object_scope(custom_objects or {}):
             model = conversion.reconvert(recipe)

@@ -1,12 +1,11 @@
 """Whole-model conversion: `apply_psp`."""
 
-import difflib
-
 import keras
 
 from keras_psp import cloning
 from keras_psp import keras_internals
 from keras_psp import pre_activations
+from keras_psp.conversion import selectors
 from keras_psp.layers.inner_pre_activation_regularizer import (
     InnerPreActivationRegularizer,
 )
@@ -16,87 +15,6 @@ from keras_psp.models.psp_model import PSPModel
 from keras_psp.models.psp_model import PSPSequential
 from keras_psp.penalty import validate_reduction
 from keras_psp.penalty import validate_strength
-
-
-def _check_selector(selector, argument):
-    """Normalizes `include`/`exclude` to a tuple of names and classes."""
-    if selector is None:
-        return ()
-    if isinstance(selector, (str, type)):
-        selector = (selector,)
-    try:
-        selector = tuple(selector)
-    except TypeError:
-        selector = (selector,)
-    for item in selector:
-        if not (
-            isinstance(item, str)
-            or (isinstance(item, type) and issubclass(item, keras.layers.Layer))
-        ):
-            raise TypeError(
-                f"Argument `{argument}` must be a layer name, a Layer class, "
-                f"or a list of them. Received an item {item!r}."
-            )
-    return selector
-
-
-def _matches(layer, selector):
-    return any(
-        layer.name == item if isinstance(item, str) else isinstance(layer, item)
-        for item in selector
-    )
-
-
-def _check_selected(selector, argument, candidates, model):
-    """Raises unless each `include`/`exclude` entry matches a pre-activation
-    (a typo would otherwise silently regularize nothing, or everything)."""
-    every_layer = [op for op, _ in pre_activations.graph_operations(model)]
-    for item in selector:
-        if any(_matches(layer, (item,)) for layer in candidates):
-            continue
-        others = [layer for layer in every_layer if _matches(layer, (item,))]
-        label = item if isinstance(item, str) else item.__name__
-        if others:
-            names = ", ".join(f"'{layer.name}'" for layer in others[:5])
-            raise ValueError(
-                f"Argument `{argument}` has the entry {label!r}, which matches "
-                f"only layers with no pre-activation to regularize ({names})."
-            )
-        hint = _selector_hint(item, argument, every_layer, candidates)
-        raise ValueError(
-            f"Argument `{argument}` has the entry {label!r}, which matches no "
-            f"layer of model '{model.name}'.{hint}"
-        )
-
-
-def _selector_hint(item, argument, every_layer, candidates):
-    """What an `include`/`exclude` entry that matches no layer may have
-    meant: the closest layer names and, since a string is a layer name
-    only, the closest class names with how to pass a class."""
-    if not isinstance(item, str):
-        classes = sorted({type(layer).__name__ for layer in candidates})
-        return (
-            f" Its layers with a pre-activation are of the classes {classes}."
-        )
-    hint = ""
-    close = pre_activations.closest_names(item, every_layer)
-    if close:
-        hint = f" Closest layer names: {close}."
-    classes = sorted({type(layer).__name__ for layer in every_layer})
-    close = difflib.get_close_matches(item, classes, n=3, cutoff=0.6)
-    if close:
-        hint += (
-            f" Closest layer classes: {close}; a string selects a layer by "
-            f"its name: to select a class, pass the class itself (e.g. "
-            f"`{argument}=[{_class_path(close[0])}]`)."
-        )
-    return hint
-
-
-def _class_path(class_name):
-    """`keras.layers.Dense` for a class Keras exports, else the name."""
-    exported = hasattr(keras.layers, class_name)
-    return f"keras.layers.{class_name}" if exported else class_name
 
 
 def apply_psp(
@@ -221,44 +139,10 @@ def apply_psp(
     cloning.check_graph_model(model, "apply_psp")
     strength = validate_strength(strength)
     reduction = validate_reduction(reduction)
-    include = _check_selector(include, "include")
-    exclude = _check_selector(exclude, "exclude")
-
-    found, skipped = pre_activations.find_pre_activations(
-        model, regularize_logits
+    found, skipped = selectors.select(
+        model, "apply_psp", regularize_logits, include, exclude
     )
-    candidates = [
-        entry.layer for entry in found if entry.kind != pre_activations.PSP
-    ]
-    _check_selected(include, "include", candidates, model)
-    _check_selected(exclude, "exclude", candidates, model)
-    plan = {}
-    for entry in found:
-        if entry.kind == pre_activations.PSP:
-            continue
-        if include and not _matches(entry.layer, include):
-            continue
-        if exclude and _matches(entry.layer, exclude):
-            continue
-        plan[id(entry.layer)] = entry.kind
-    if not plan and not any(e.kind == pre_activations.PSP for e in found):
-        left = "".join(
-            f"\n  - {entry.layer.name} ({type(entry.layer).__name__}): "
-            f"{entry.reason}"
-            for entry in skipped
-        )
-        selected = (
-            " among the layers `include`/`exclude` select"
-            if (include or exclude)
-            else ""
-        )
-        raise ValueError(
-            f"`apply_psp` found no pre-activation to regularize{selected} in "
-            f"model '{model.name}': no affine layer with a non-linear "
-            "activation, no activation layer or op, no layer applying "
-            "activations in its own code"
-            + (f", and these are left out:{left}" if left else ".")
-        )
+    plan = {id(entry.layer): entry.kind for entry in found}
     pre_activations.warn_skipped(skipped)
     # λ/L for each of L layers records L, so that the model's λ (as
     # `StrengthScheduler` sets it) stays the λ given here.

@@ -1,0 +1,246 @@
+"""The activations a block applies in its own code, where no structure
+reaches their z (`keras.activations.gelu(x) * y` in Gemma's block).
+
+Each element-wise activation Keras applies ends in a call of one of the
+backend's activation functions (`keras_internals.activation_functions`).
+Those functions are replaced once, while any block needs it, by shims
+that do nothing but call the original unless a block with taps is running
+in this thread. Inside such a block, a call is recognized by where it is
+made (the code object and line of the first frame outside Keras' ops,
+activations and backend): `analyse` decided, once, in a symbolic run of
+the block, which of those places apply an activation to a neuron's z
+(not the softmax of attention scores, not an activation of another
+activation's output, ...). At run time a call costs a dict lookup.
+"""
+
+import contextlib
+import os
+import sys
+import threading
+
+import keras
+
+from keras_psp import keras_internals
+from keras_psp.conversion import terms
+from keras_psp.layers.psp_layer import PSPLayerMixin
+
+NORMALIZING = frozenset(("softmax", "log_softmax", "sparsemax"))
+RECURRENT = (
+    "recurrent layer: it applies its activations inside the recurrence, "
+    "out of reach of `add_loss`, so it has no single pre-activation"
+)
+MAPPED = "it calls its inner layer inside a map, out of reach of `add_loss`"
+
+_ATTENTION_LAYERS = (
+    keras.layers.MultiHeadAttention,
+    keras.layers.GroupQueryAttention,
+    keras.layers.Attention,
+    keras.layers.AdditiveAttention,
+)
+_KERAS_PLUMBING = tuple(
+    f"{os.sep}keras{os.sep}src{os.sep}{folder}{os.sep}"
+    for folder in ("ops", "activations", "backend")
+)
+
+_local = threading.local()
+_lock = threading.Lock()
+_installed = {"users": 0, "shims": []}
+
+
+def is_attention(layer):
+    """Whether `layer` is an attention layer: Keras' own, or a class whose
+    name ends in `Attention` (keras_hub's `CachedGemmaAttention`, ...)."""
+    return isinstance(layer, _ATTENTION_LAYERS) or type(
+        layer
+    ).__name__.endswith("Attention")
+
+
+def is_recurrent(layer):
+    return isinstance(layer, keras.layers.RNN) or hasattr(
+        layer, "recurrent_activation"
+    )
+
+
+def location(frame):
+    """Where a backend activation call was made: `(code, line)` of the
+    first frame outside Keras' ops, activations and backend."""
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if not any(part in filename for part in _KERAS_PLUMBING):
+            break
+        frame = frame.f_back
+    if frame is None:
+        return None
+    return frame.f_code, frame.f_lineno
+
+
+def _stack():
+    if not hasattr(_local, "stack"):
+        _local.stack = []
+    return _local.stack
+
+
+def _shim(name, original):
+    def shim(*args, **kwargs):
+        stack = _stack()
+        if not stack or terms.in_term() or getattr(_local, "depth", 0):
+            return original(*args, **kwargs)
+        _local.depth = 1
+        try:
+            output = original(*args, **kwargs)
+        finally:
+            _local.depth = 0
+        z = args[0] if args else next(iter(kwargs.values()))
+        stack[-1].seen(name, sys._getframe(1), z, output)
+        return output
+
+    shim.__wrapped__ = original
+    return shim
+
+
+def acquire():
+    """Installs the shims, if no block had them installed."""
+    with _lock:
+        if _installed["users"] == 0:
+            for holder, attribute in keras_internals.activation_functions():
+                original = vars(holder)[attribute]
+                function = original
+                if isinstance(original, staticmethod):
+                    function = original.__func__
+                shim = _shim(attribute, function)
+                if isinstance(original, staticmethod):
+                    shim = staticmethod(shim)
+                setattr(holder, attribute, shim)
+                _installed["shims"].append((holder, attribute, original, shim))
+        _installed["users"] += 1
+
+
+def release():
+    """Removes the shims once no block needs them; a function someone else
+    replaced since is left as they set it."""
+    with _lock:
+        _installed["users"] -= 1
+        if _installed["users"] == 0:
+            for holder, attribute, original, shim in _installed["shims"]:
+                if vars(holder).get(attribute) is shim:
+                    setattr(holder, attribute, original)
+            _installed["shims"].clear()
+
+
+@contextlib.contextmanager
+def active(watcher):
+    """Makes `watcher.seen` receive the activations applied in this thread
+    (the innermost active watcher gets them)."""
+    stack = _stack()
+    stack.append(watcher)
+    try:
+        yield
+    finally:
+        stack.pop()
+
+
+class Analysis:
+    """Watches one symbolic run of `root`: decides, for each place that
+    applies an activation in its code, whether it is a neuron's z
+    (`decisions`), and why those PSP cannot reach are left (`skipped`).
+    `outputs` holds every activation's output seen, terms' included, for
+    the rule that an activation of another's output has no z of its own.
+    """
+
+    def __init__(self, root):
+        self.root = root
+        self.decisions = {}
+        self.skipped = []
+        self.outputs = []
+        self.chained = set()
+
+    def _skip(self, layer, reason):
+        if all(layer is not other for other, _ in self.skipped):
+            self.skipped.append((layer, reason))
+
+    def seen(self, name, frame, z, output):
+        where = location(frame)
+        take = self._decide(name, frame, z)
+        chained = any(z is earlier for earlier in self.outputs)
+        self.outputs.append(output)
+        if where is None:
+            return
+        if chained or not take:
+            self.decisions[where] = False
+        else:
+            self.decisions.setdefault(where, True)
+
+    def _decide(self, name, frame, z):
+        layers, loop = _callers(frame, self.root)
+        if not layers or layers[-1] is not self.root:
+            return False
+        if any(isinstance(layer, PSPLayerMixin) for layer in layers):
+            return False
+        for layer in layers:
+            if is_recurrent(layer):
+                self._skip(layer, RECURRENT)
+                return False
+            if isinstance(layer, keras.layers.TimeDistributed):
+                self._skip(layer, MAPPED)
+                return False
+        if loop is not None:
+            self._skip(
+                layers[0],
+                f"it applies an activation inside `keras.ops.{loop}`, out "
+                "of reach of `add_loss`",
+            )
+            return False
+        if name in NORMALIZING or is_attention(layers[0]):
+            return False
+        # Of a weight (a learned scale), not of a neuron.
+        return not (
+            isinstance(z, keras.Variable) or len(getattr(z, "shape", ())) < 1
+        )
+
+
+def _callers(frame, root):
+    """The layers whose calls are running at `frame`, innermost first, up
+    to `root`, and the first Keras control flow op found on the way."""
+    layers, loop = [], None
+    while frame is not None:
+        if loop is None and keras_internals.in_keras_control_flow(frame.f_code):
+            loop = frame.f_code.co_name
+        owner = frame.f_locals.get("self")
+        if isinstance(owner, keras.layers.Layer):
+            if not layers or layers[-1] is not owner:
+                layers.append(owner)
+            if owner is root:
+                break
+        frame = frame.f_back
+    return layers, loop
+
+
+class CodeTaps(terms.Term):
+    """The activations `holder` applies in its own code, at the places
+    `analyse` decided are neurons' z's."""
+
+    route = "code"
+
+    def __init__(self, holder, places, take):
+        super().__init__(holder, take)
+        self.places = frozenset(places)
+
+    def seen(self, name, frame, z, output):
+        if location(frame) in self.places:
+            self.take(z, terms.current_mask())
+
+    def install(self):
+        acquire()
+
+        def make(original):
+            def call(*args, **kwargs):
+                with active(self):
+                    return original(*args, **kwargs)
+
+            return call
+
+        self._restore = terms._wrap_call(self.holder, make)
+
+    def remove(self):
+        self._restore()
+        release()
