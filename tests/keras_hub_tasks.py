@@ -98,14 +98,15 @@ def _sentencepiece_proto(special_pieces):
 def _gpt2_vocabulary_and_merges():
     """Return a byte-level BPE vocabulary and merges covering `TEXT`.
 
-    Each word, with a leading "Ġ" when a space precedes it, is merged left
-    to right into one token; every merge's result is in the vocabulary, so
-    any text made of these letters tokenizes without unknown tokens.
+    Each word, with a leading "Ġ" when a space precedes it, gets merges
+    joining it left to right (words with a "Ġ" first, so that their merges
+    rank first): most words become one token. Every merge's result is in
+    the vocabulary, so any text of these letters has no unknown tokens.
     """
     vocabulary = {GPT2_END_TOKEN: 0}
     merges = []
     words = _words()
-    for word in words + [GPT2_SPACE + word for word in words]:
+    for word in [GPT2_SPACE + word for word in words] + words:
         vocabulary.setdefault(word[0], len(vocabulary))
         for end in range(2, len(word) + 1):
             merge = f"{word[: end - 1]} {word[end - 1]}"
