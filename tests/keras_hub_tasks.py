@@ -5,8 +5,9 @@ workflows (`fit` on raw strings, `generate`, `save_to_preset` and
 `from_preset`) once regularized. Every builder works offline: tokenizers
 come from the small vocabularies below (SentencePiece protos are trained in
 memory with the `sentencepiece` package), weights are random, models have a
-few thousand parameters and build in well under a second on any Keras
-backend.
+few thousand parameters. On a 2-core CPU each builds in about 0.2 s with
+TensorFlow or torch, and in 2-4 s with JAX, which compiles each weight
+initializer for each new shape.
 """
 
 import functools
@@ -41,7 +42,7 @@ INTERMEDIATE_DIM = 32
 DROPOUT = 0.0
 NUM_CLASSES = 2
 
-# Special tokens, as (id, piece) in id order, of the SentencePiece models.
+# Special tokens, as (kind, piece) in id order, of the SentencePiece models.
 GEMMA_SPECIAL_PIECES = (
     ("pad", "<pad>"),
     ("bos", "<bos>"),
