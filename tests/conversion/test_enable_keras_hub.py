@@ -64,11 +64,12 @@ def test_a_preset_saved_with_psp_loads_in_plain_keras_hub(tmp_path):
     task.save_to_preset(tmp_path / "preset")
     tokens = task.preprocessor.generate_preprocess(prompts)
     np.save(tmp_path / "logits.npy", keras.ops.convert_to_numpy(task(tokens)))
+    preset = str(tmp_path / "preset")
     code = textwrap.dedent(
         f"""
         import sys
         import keras, keras_hub, numpy as np
-        task = keras_hub.models.GemmaCausalLM.from_preset({str(tmp_path / "preset")!r})
+        task = keras_hub.models.GemmaCausalLM.from_preset({preset!r})
         assert "keras_psp" not in sys.modules
         prompts = {prompts!r}
         assert task.generate(prompts, max_length=6) == {expected!r}
