@@ -71,17 +71,28 @@ def save_and_load(model):
     return loaded
 
 
-def round_trip(row, model, x, predicted):
+def round_trip(row, model, x, predicted, strength):
     """Saves and loads `model`, and records in `row` whether the loaded
-    model predicts `predicted` (flat numpy outputs) on `x` and adds the
-    same number of PSP terms (`row["psp_terms"]`)."""
+    model predicts `predicted` (flat numpy outputs) on `x`, is the plain
+    model (PSP enabled in place is not saved: `round_trip_plain`), and,
+    with PSP enabled again at `strength`, adds the same number of PSP
+    terms (`row["psp_terms"]`)."""
+    import keras_psp
+
     loaded = save_and_load(model)
     again = numpy_outputs(loaded(x, training=False))
+    plain = count_psp_terms(loaded) == 0
+    keras_psp.enable_psp(loaded, strength=strength)
+    loaded(x, training=False)
     terms = count_psp_terms(loaded)
     del loaded
     diff, equal = compare(predicted, again)
-    row.update(round_trip_max_abs_diff=diff, round_trip_psp_terms=terms)
-    row["round_trip"] = equal and terms == row["psp_terms"]
+    row.update(
+        round_trip_max_abs_diff=diff,
+        round_trip_plain=plain,
+        round_trip_psp_terms=terms,
+    )
+    row["round_trip"] = equal and plain and terms == row["psp_terms"]
 
 
 def describe(error):

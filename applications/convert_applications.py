@@ -149,7 +149,11 @@ def check_model(name, args):
         diff, equal = _compare(expected, predicted)
         row.update(max_abs_diff=diff, predictions_equal=equal)
         for label, step, step_args in (
-            ("round trip", _round_trip, (converted, x, predicted)),
+            (
+                "round trip",
+                _round_trip,
+                (converted, x, predicted, args.strength),
+            ),
             ("fit", _fit_step, (converted, x, y, args)),
         ):
             try:

@@ -129,7 +129,7 @@ def check_backbone(name, args):
             (
                 "round trip",
                 _round_trip,
-                (converted, backbone, inputs, predicted),
+                (converted, backbone, inputs, predicted, args.strength),
             ),
             ("strip", _strip, (converted, inputs, expected)),
             ("fit", _fit_step, (converted, inputs, args)),
@@ -171,14 +171,16 @@ def _warning_notes(caught):
     ]
 
 
-def _round_trip(row, converted, backbone, inputs, predicted):
+def _round_trip(row, converted, backbone, inputs, predicted, strength):
     """The converted model's `.keras` round trip; where it fails, the plain
     backbone's functional copy's, for comparison. A failure is told in the
     round trip's cell, not as an error of the row."""
     import keras
 
     try:
-        conversion_checks.round_trip(row, converted, inputs, predicted)
+        conversion_checks.round_trip(
+            row, converted, inputs, predicted, strength
+        )
     except Exception as error:
         row["round_trip"] = False
         row["round_trip_error"] = conversion_checks.describe(error)

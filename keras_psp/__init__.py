@@ -16,6 +16,7 @@ from keras_psp import training
 from keras_psp.conversion import apply_psp
 from keras_psp.conversion import disable_psp
 from keras_psp.conversion import enable_psp
+from keras_psp.conversion import psp_terms
 from keras_psp.layers import InnerPreActivationRegularizer
 from keras_psp.layers import PreActivationRegularizer
 from keras_psp.layers import PSPActivation
@@ -47,6 +48,7 @@ __all__ = [
     "enable_psp",
     "find_pre_activations",
     "find_strength",
+    "psp_terms",
     "register_pre_activation_layer",
     "strip_psp",
     "callbacks",

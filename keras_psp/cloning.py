@@ -71,6 +71,12 @@ def from_config(layer_class, config, owner, **functions):
     # needs a built or called layer.
     found = {key: vars(owner).get(key) for key in config}
     found.update(functions)
+    # What `enable_psp` put in an attribute stands for the function it
+    # holds: a copy takes the user's function, not the model's term.
+    found = {
+        key: getattr(getattr(value, "psp_term", None), "original", value)
+        for key, value in found.items()
+    }
     objects = {}
     for key, function in found.items():
         # A string is a name Keras or the layer itself resolves.
@@ -138,7 +144,7 @@ class _Store(dict):
         super().__setitem__(key, value)
 
 
-def copy_state(source, target):
+def copy_state(source, target, skip=()):
     """Copies every piece of `source`'s state into `target`, a built layer
     of the same structure, the way `.keras` saving and loading copy it:
     each layer's `save_own_variables` / `load_own_variables` (so that a
@@ -146,11 +152,15 @@ def copy_state(source, target):
     `Normalization`'s `finalize_state`) and `save_assets` / `load_assets`
     (e.g. an adapted `StringLookup`'s vocabulary).
 
+    Layers of the classes in `skip` are left out of both.
+
     Raises:
         ValueError: when the two do not hold the same layers.
     """
     sources = [source, *keras_internals.sublayers(source)]
     targets = [target, *keras_internals.sublayers(target)]
+    sources = [x for x in sources if not isinstance(x, skip or ())]
+    targets = [x for x in targets if not isinstance(x, skip or ())]
     if [type(x) for x in sources] != [type(x) for x in targets]:
         raise ValueError(
             f"its copy does not hold the same layers ({len(sources)} in the "
@@ -212,7 +222,7 @@ def _accepted_kwargs(operation, kwargs):
     }
 
 
-def convert_graph(model, convert, fallback, on_graph=None):
+def convert_graph(model, convert, fallback, on_graph=None, enter=None):
     """Rebuilds the graph of a Sequential or functional `model` with each
     layer (and `keras.ops` node) replaced.
 
@@ -222,8 +232,10 @@ def convert_graph(model, convert, fallback, on_graph=None):
     layer whose config does not round-trip, whose copy cannot be called
     like it, or whose state cannot be copied), `fallback(layer)` gives the
     object to call instead (built from the layer itself), and the layer is
-    listed with the reason. Nested Sequential and functional models are
-    rebuilt the same way; a shared layer is replaced once.
+    listed with the reason. Nested Sequential and functional models for
+    which `enter(model)` is true (by default, those of Keras' own classes)
+    are rebuilt the same way; other nested models are converted as layers
+    (so they keep their class). A shared layer is replaced once.
 
     `on_graph(graph, clone, fallbacks)`, if given, is called with each
     functional model of the tree (nested ones first, `model` last), its
@@ -240,7 +252,9 @@ def convert_graph(model, convert, fallback, on_graph=None):
         if id(layer) in memo:
             new = memo[id(layer)]
             return new(*args, **_accepted_kwargs(new, kwargs))
-        if keras_internals.is_graph_model(layer):
+        if keras_internals.is_graph_model(layer) and (enter or is_plain_graph)(
+            layer
+        ):
             memo[id(layer)] = convert_nested(layer)
             return memo[id(layer)](*args, **kwargs)
         try:
@@ -303,3 +317,47 @@ def warn_shared(fallbacks, function):
         UserWarning,
         stacklevel=3,
     )
+
+
+def is_plain_graph(model):
+    """Whether `model` is of Keras' own Sequential or functional class
+    (not a subclass), so a graph copy of it is of its class."""
+    return type(model) in (keras.Sequential, keras_internals.Functional)
+
+
+def copy_model(model, function, skip=()):
+    """A copy of `model`, of its class, with its weights and other state,
+    and the layers it shares with `model` (see `convert_graph`).
+
+    A Sequential or functional model of Keras' own class is copied layer
+    by layer (a layer that cannot be copied is shared, and listed); a
+    model of another class (a functional subclass, a keras_hub backbone or
+    task) is rebuilt from its config, as `.keras` loading rebuilds it, and
+    its state copied into it. Layers of the classes in `skip` (state a
+    copy must not take, e.g. what `enable_psp` added) are left out.
+
+    Raises:
+        TypeError: naming `function`, when a model of another class cannot
+            be rebuilt from its config or take its state.
+    """
+    if is_plain_graph(model):
+
+        def convert(layer):
+            copy = copy_layer(layer)
+            if not isinstance(layer, keras.layers.Layer):  # a `keras.ops` node
+                return copy, lambda: None
+            return copy, lambda: copy_state(layer, copy, skip)
+
+        clone, fallbacks = convert_graph(model, convert, lambda layer: layer)
+        return rebuild(model, clone, keras.Sequential, keras.Model), fallbacks
+    try:
+        copy = copy_layer(model)
+        copy_state(model, copy, skip)
+    except Exception as error:
+        raise TypeError(
+            f"`{function}` cannot copy model '{model.name}' of class "
+            f"{type(model).__name__}: {describe(error)}. Change the model in "
+            "place with `keras_psp.enable_psp(model)` (and take PSP out with "
+            "`keras_psp.disable_psp(model)`) instead."
+        ) from error
+    return copy, []

@@ -3,7 +3,9 @@
 import keras
 
 from keras_psp import cloning
+from keras_psp import keras_internals
 from keras_psp import pre_activations
+from keras_psp.conversion.psp_state import PSPState
 from keras_psp.layers.inner_pre_activation_regularizer import (
     InnerPreActivationRegularizer,
 )
@@ -12,6 +14,8 @@ from keras_psp.layers.psp_activation import PSPActivation
 from keras_psp.layers.psp_layer import PSP_CONFIG_KEYS
 from keras_psp.layers.psp_layer import PSPAffineMixin
 from keras_psp.layers.psp_layer import PSPLayerMixin
+from keras_psp.models.psp_model import PSPModel
+from keras_psp.models.psp_model import PSPSequential
 
 
 def _plain_copy(layer):
@@ -88,14 +92,25 @@ def _plain_layer(layer):
     return layer
 
 
+def _holds_psp_layers(model):
+    """Whether a nested model is rebuilt layer by layer: one of Keras' own
+    classes, or a PSP model class (whose PSP layers its config rebuilds)."""
+    return cloning.is_plain_graph(model) or isinstance(
+        model, (PSPModel, PSPSequential)
+    )
+
+
 def strip_psp(model):
-    """Returns a copy of `model` with every PSP layer made a plain Keras one.
+    """Returns a copy of `model` with no PSP in it.
 
     The inverse of `keras_psp.apply_psp`, as TF Model Optimization's
     `strip_pruning` is for pruning wrappers: the forward pass, the weights
     and the predictions are the same, the PSP terms are gone, and the copy
-    saves to `.keras` and loads without keras-psp installed. It also undoes
-    the PSP layers of the model builders and those you placed by hand:
+    saves to `.keras` and loads without keras-psp installed. PSP enabled in
+    place (`apply_psp`, `enable_psp`) is not copied: the copy is of the
+    model's class (a keras_hub task stays a task). It also undoes the PSP
+    layers of the model builders and those you placed by hand, in a
+    Sequential or functional model:
 
     - `PreActivationRegularizer(layer)` becomes `layer`'s class with the
       wrapper's activation;
@@ -114,8 +129,9 @@ def strip_psp(model):
             `keras_psp.PSPModel`).
 
     Returns:
-        An uncompiled `keras.Model` (for a functional model) or
-        `keras.Sequential` (for a Sequential one) with the same layer names.
+        A copy of the model's class, with the same layer names; for a
+        `keras_psp.PSPModel` or `PSPSequential`, an uncompiled
+        `keras.Model` or `keras.Sequential`.
 
     Example:
 
@@ -128,6 +144,23 @@ def strip_psp(model):
     ['Dense']
     """
     cloning.check_graph_model(model, "strip_psp")
-    clone, fallbacks = cloning.convert_graph(model, _plain_copy, _plain_layer)
+    if not _holds_psp_layers(model):
+        # Rebuilt from its config, which holds no PSP enabled in place.
+        copy, _ = cloning.copy_model(model, "strip_psp", skip=(PSPState,))
+        left = [
+            layer.name
+            for layer in keras_internals.sublayers(copy)
+            if isinstance(layer, PSPLayerMixin)
+        ]
+        if left:
+            raise ValueError(
+                f"`strip_psp` cannot take the PSP layers {left} out of model "
+                f"'{model.name}' of class {type(model).__name__}: its config "
+                "rebuilds them. Replace them in the code that builds it."
+            )
+        return copy
+    clone, fallbacks = cloning.convert_graph(
+        model, _plain_copy, _plain_layer, enter=_holds_psp_layers
+    )
     cloning.warn_shared(fallbacks, "strip_psp")
     return cloning.rebuild(model, clone, keras.Sequential, keras.Model)

@@ -1,7 +1,8 @@
 """The copies `apply_psp` and `strip_psp` make: every piece of layer state
 (as `.keras` saving copies it), custom layers whose `__init__` takes no
 `**kwargs`, and a fallback to the layer itself, named, when a copy cannot
-be made."""
+be made. `apply_psp` adds no wrapper: each layer of the copy is of its
+original's class."""
 
 import warnings
 
@@ -89,10 +90,19 @@ def test_custom_layer_without_kwargs_is_copied():
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         converted = keras_psp.apply_psp(model)
-    wrapper = converted.get_layer(layer.name)
-    assert isinstance(wrapper, keras_psp.InnerPreActivationRegularizer)
-    assert wrapper.layer is not layer and wrapper.layer.name == layer.name
-    _predictions_equal(converted, model, np.ones((2, 3), "float32"))
+    copy = converted.get_layer(layer.name)
+    assert type(copy) is NoKwargs and copy is not layer
+    assert copy.units == 4 and copy.kernel is not layer.kernel
+    np.testing.assert_array_equal(to_numpy(copy.kernel), to_numpy(layer.kernel))
+    x = np.ones((2, 3), "float32")
+    _predictions_equal(converted, model, x)
+    # Its relu, applied in its code, and the logits each get their term.
+    assert [term.layer for term in keras_psp.psp_terms(converted)] == [
+        copy,
+        converted.get_layer(model.layers[-1].name),
+    ]
+    converted(x)
+    assert len(converted.losses) == 2
 
 
 class _Table:
@@ -116,11 +126,26 @@ def test_layer_that_cannot_be_copied_is_shared_and_named():
     inputs = keras.Input((3,))
     layer = Unconfigurable(_Table(), name="graph_block")
     model = keras.Model(inputs, L.Dense(2)(layer(inputs)))
-    with pytest.warns(UserWarning, match=r"(?s)share.*graph_block"):
+    with pytest.warns(UserWarning) as caught:
         converted = keras_psp.apply_psp(model)
-    wrapper = converted.get_layer("graph_block")
-    assert wrapper.layer is layer  # used as it is, and regularized
+    messages = [str(warning.message) for warning in caught]
+    assert any("share" in m and "graph_block" in m for m in messages)
+    assert any(
+        "unregularized" in m and "would change the original" in m
+        for m in messages
+    )
+    assert type(converted) is type(model)
+    assert converted.get_layer("graph_block") is layer  # used as it is
+    logits = converted.layers[-1]
+    assert logits is not model.layers[-1]  # the others are copies
     x = np.ones((2, 3), "float32")
     _predictions_equal(converted, model, x)
+    # The shared block gets no term (it would change the original model
+    # too), and the warning of what PSP leaves says so; the logits do.
+    assert [term.layer for term in keras_psp.psp_terms(converted)] == [logits]
     converted(x)
-    assert len(psp_layers(converted)) == 2
+    assert len(converted.losses) == 1
+    model(x)
+    assert len(converted.losses) == 1 and not model.losses
+    assert layer.fc.activation is keras.activations.relu
+    assert not psp_layers(model)

@@ -16,7 +16,7 @@ import pytest
 from keras import ops
 
 import keras_psp
-from keras_psp import InnerPreActivationRegularizer
+from keras_psp import psp_terms
 from keras_psp.models.psp_model import psp_layers
 from keras_psp.models.psp_model import psp_losses
 from tests.helpers import to_numpy
@@ -90,15 +90,20 @@ def test_gated_mlp_gets_one_term_per_gate_activation(activation):
     x = np.random.default_rng(0).normal(size=(3, 4)).astype("float32")
     converted = _quiet_convert(model, strength=0.5)
     np.testing.assert_array_equal(to_numpy(converted(x)), to_numpy(model(x)))
-    wrapper = converted.get_layer("mlp")
-    assert isinstance(wrapper, InnerPreActivationRegularizer)
+    mlp = converted.get_layer("mlp")
+    assert type(mlp) is GatedMLP and mlp is not block
+    # The block applies its activation in its own code: seen at run time.
+    assert [(t.layer, t.route, t.count) for t in psp_terms(converted)] == [
+        (mlp, "code", 1),
+        (converted.get_layer("logits"), "activation attribute", 1),
+    ]
     terms = _terms(converted, x)
     assert len(terms) == 2  # the gate's activation, and the logits
-    gate = to_numpy(wrapper.layer.gate(x))
+    gate = to_numpy(mlp.gate(x))
     expected = float(to_numpy(keras_psp.psp_penalty(gate, 0.5)))
     np.testing.assert_allclose(terms[0], expected, rtol=1e-5)
     # Not the up projection's, which enters no activation.
-    up = to_numpy(wrapper.layer.up(x))
+    up = to_numpy(mlp.up(x))
     assert abs(float(to_numpy(keras_psp.psp_penalty(up, 0.5))) - terms[0]) > (
         1e-3 * terms[0]
     )

@@ -10,6 +10,7 @@ import pytest
 from keras import ops
 
 import keras_psp
+from keras_psp import psp_terms
 from keras_psp.models.psp_model import psp_layers
 from keras_psp.models.psp_model import psp_losses
 from tests.helpers import to_numpy
@@ -104,6 +105,11 @@ GRAPHS = {
 }
 
 
+def _term_names(model):
+    """The names of the layers and ops where `apply_psp` put PSP terms."""
+    return [term.layer.name for term in psp_terms(model)]
+
+
 def _data(shapes, n=4):
     if isinstance(shapes, tuple):
         return np.random.randn(n, *shapes).astype("float32")
@@ -185,16 +191,17 @@ def test_original_model_is_unchanged():
 
 def test_regularize_logits_reaches_into_a_nested_output_model():
     model, shapes, _ = nested_as_output()
+    x = _data(shapes)
     converted = keras_psp.apply_psp(model, 1e-2)
-    names = {
-        layer.name for layer in keras_psp.models.psp_model.psp_layers(converted)
-    }
-    assert names == {"fc", "nested_logits"}
+    assert set(_term_names(converted)) == {"fc", "nested_logits"}
+    nested = converted.get_layer("head").get_layer("nested_logits")
+    assert nested in [term.layer for term in psp_terms(converted)]
+    converted(x)
+    assert len(converted.losses) == 2
     without = keras_psp.apply_psp(model, 1e-2, regularize_logits=False)
-    names = {
-        layer.name for layer in keras_psp.models.psp_model.psp_layers(without)
-    }
-    assert names == {"fc"}
+    assert _term_names(without) == ["fc"]
+    without(x)
+    assert len(without.losses) == 1
 
 
 def test_activation_ops_penalize_the_op_input():
@@ -204,34 +211,36 @@ def test_activation_ops_penalize_the_op_input():
     names = [entry.layer.name for entry in found]
     assert names == ["relu", "gelu", "leaky_relu", "softplus", "softmax"]
     converted = keras_psp.apply_psp(model, 0.5)
+    terms = psp_terms(converted)
+    assert [term.layer.name for term in terms] == names
+    assert {term.route for term in terms} == {"layer input"}
     converted(x)
-    terms = {
-        layer.name: float(to_numpy(layer.losses[0]))
-        for layer in keras_psp.models.psp_model.psp_layers(converted)
-    }
+    # The terms are added in the order of the forward pass.
+    losses = [float(to_numpy(loss)) for loss in psp_losses(converted)]
 
     def z(tensor):
         return to_numpy(keras.Model(model.input, tensor)(x))
 
-    expected = {
-        "relu": z(model.get_layer("fc1").output),
-        "gelu": z(model.get_layer("fc2").output),
-        "leaky_relu": z(model.get_layer("fc3").output) + 1.0,
-        "softplus": z(model.get_layer("fc4").output),
-        "softmax": z(model.get_layer("logits").output),
-    }
-    assert terms.keys() == expected.keys()
-    for name, value in expected.items():
-        penalty = to_numpy(keras_psp.psp_penalty(value, 0.5, "sum"))
-        np.testing.assert_allclose(terms[name], penalty, rtol=1e-5)
+    expected = [
+        z(model.get_layer("fc1").output),
+        z(model.get_layer("fc2").output),
+        z(model.get_layer("fc3").output) + 1.0,
+        z(model.get_layer("fc4").output),
+        z(model.get_layer("logits").output),
+    ]
+    assert len(losses) == len(expected)
+    for loss, value in zip(losses, expected, strict=True):
+        penalty = 0.5 * 0.5 * (value.astype("float64") ** 2).sum() / len(x)
+        np.testing.assert_allclose(loss, penalty, rtol=1e-5)
+    # The original's op nodes are left as they were.
+    assert not any("call" in vars(op) for op in model.operations)
     without = keras_psp.apply_psp(model, 0.5, regularize_logits=False)
-    names = {
-        layer.name for layer in keras_psp.models.psp_model.psp_layers(without)
-    }
-    assert names == {"relu", "gelu", "leaky_relu", "softplus"}
+    assert _term_names(without) == ["relu", "gelu", "leaky_relu", "softplus"]
     # Selected by name, and a typo's hint names the op.
     only = keras_psp.apply_psp(model, 0.5, include="leaky_relu")
-    assert [layer.name for layer in psp_layers(only)] == ["leaky_relu"]
+    assert _term_names(only) == ["leaky_relu"]
+    only(x)
+    assert len(only.losses) == 1
     with pytest.raises(
         ValueError, match="Closest layer names: \\['leaky_relu'"
     ):
@@ -241,6 +250,8 @@ def test_activation_ops_penalize_the_op_input():
     assert [type(op).__name__ for op in stripped.operations] == [
         type(op).__name__ for op in model.operations
     ]
+    stripped(x)
+    assert not stripped.losses
 
 
 def _swish_by_hand(x):
@@ -272,9 +283,8 @@ def test_unregistered_functions_are_kept_not_deserialized():
     expected = to_numpy(model(x))
     converted = keras_psp.apply_psp(model, 1e-2)
     np.testing.assert_allclose(to_numpy(converted(x)), expected, atol=1e-5)
-    names = {layer.name for layer in psp_layers(converted)}
-    assert names == {"custom_fc", "lambda_fc", "logits"}
-    assert converted.get_layer("custom_fc").activation is _swish_by_hand
+    assert set(_term_names(converted)) == {"custom_fc", "lambda_fc", "logits"}
+    assert len(converted.losses) == 3
     assert (
         converted.get_layer("shift").function
         is model.get_layer("shift").function
@@ -284,11 +294,10 @@ def test_unregistered_functions_are_kept_not_deserialized():
     assert np.isfinite(logs["loss"]) and logs["psp_loss"] > 0
     # Training the copy leaves the original's weights as they were.
     np.testing.assert_allclose(to_numpy(model(x)), expected, atol=1e-6)
-
-    stripped = keras_psp.strip_psp(keras_psp.apply_psp(model, 1e-2))
-    np.testing.assert_allclose(to_numpy(stripped(x)), expected, atol=1e-5)
-    assert stripped.get_layer("custom_fc").activation is _swish_by_hand
-    assert not psp_layers(stripped)
+    assert model.get_layer("custom_fc").activation is _swish_by_hand
+    # The copy holds the user's very function, under its PSP term.
+    keras_psp.disable_psp(converted)
+    assert converted.get_layer("custom_fc").activation is _swish_by_hand
 
     dense = model.get_layer("custom_fc")
     psp_dense = keras_psp.PSPDense.from_layer(dense, strength=1e-2)
@@ -299,6 +308,27 @@ def test_unregistered_functions_are_kept_not_deserialized():
     psp_model = keras.Sequential([keras.Input((4,)), psp_dense])
     plain = keras_psp.strip_psp(psp_model).layers[0]
     assert type(plain) is L.Dense and plain.activation is _swish_by_hand
+
+
+def test_copies_of_a_psp_model_with_unregistered_functions_are_free_of_it():
+    model = unregistered_functions()
+    x = _data((4,))
+    expected = to_numpy(model(x))
+    converted = keras_psp.apply_psp(model, 1e-2)
+    (state,) = psp_layers(converted)
+    converted(x)
+    before = len(state.losses)
+
+    stripped = keras_psp.strip_psp(converted)
+    np.testing.assert_allclose(to_numpy(stripped(x)), expected, atol=1e-5)
+    assert not psp_layers(stripped)
+    assert not stripped.losses
+    again = keras_psp.apply_psp(converted, 1e-2)
+    again(x)
+    assert len(again.losses) == 3
+    # Calling the copies adds no term to the model they were made from.
+    assert len(state.losses) == before
+    assert stripped.get_layer("custom_fc").activation is _swish_by_hand
 
 
 class _Scale(L.Layer):

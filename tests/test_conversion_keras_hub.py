@@ -1,12 +1,14 @@
 """`apply_psp` on keras_hub transformer backbones built from small configs.
 
-Their transformer blocks keep an `activation` attribute for an inner
-feed-forward layer; their output is not `activation(z)`, so they must never
-be wrapped whole: the feed-forward layer's pre-activation inside each block
-is regularized instead (`InnerPreActivationRegularizer`), output unchanged.
+The copy is of the backbone's class, with the same predictions. Their
+transformer blocks keep an `activation` attribute for an inner
+feed-forward layer; their output is not `activation(z)`, so a block is
+never regularized whole: each block's feed-forward pre-activation gets
+its term inside it, output unchanged. Saving keeps the plain backbone.
 """
 
 import os
+import zipfile
 
 import keras
 import keras_hub
@@ -48,32 +50,58 @@ def _gpt2():
     return keras_hub.models.GPT2Backbone(**SMALL), inputs, regularized
 
 
+def _terms(model):
+    return [float(to_numpy(t)) for t in model.losses]
+
+
+def _place(model, layer):
+    """The name of the top-level layer of `model` holding `layer`."""
+    for top in model.layers:
+        if any(inner is layer for inner in top._flatten_layers()):
+            return top.name
+    return None
+
+
 @pytest.mark.parametrize("builder", [_bert, _gpt2], ids=["bert", "gpt2"])
 def test_backbone_converts_with_equal_predictions(builder, tmp_path):
     backbone, inputs, regularized = builder()
     expected = backbone(inputs)
     converted = keras_psp.apply_psp(backbone, 1e-3)
+    assert type(converted) is type(backbone) and converted is not backbone
     outputs = converted(inputs)
     # Dict outputs stay dicts, with the same keys.
     _assert_same(outputs, expected)
-    assert [layer.name for layer in psp_layers(converted)] == regularized
-    terms = [float(to_numpy(t)) for t in psp_losses(converted)]
+    places = [
+        _place(converted, term.layer) for term in keras_psp.psp_terms(converted)
+    ]
+    assert places == regularized
+    terms = _terms(converted)
     assert len(terms) == len(regularized) and min(terms) > 0
-    # The blocks are kept whole inside the wrapper.
+    # The blocks keep their class, copied: the backbone is left unchanged.
     block = converted.get_layer("transformer_layer_0")
-    assert isinstance(block, keras_psp.InnerPreActivationRegularizer)
-    assert type(block.layer) is type(backbone.get_layer("transformer_layer_0"))
+    assert type(block) is type(backbone.get_layer("transformer_layer_0"))
+    assert block is not backbone.get_layer("transformer_layer_0")
+    backbone(inputs)
+    assert not backbone.losses
 
+    # Saved as the plain backbone; enable_psp after loading gives its terms.
     path = os.path.join(tmp_path, "converted.keras")
     converted.save(path)
+    with zipfile.ZipFile(path) as archive:
+        assert "keras_psp" not in archive.read("config.json").decode()
     loaded = keras.saving.load_model(path)
+    assert type(loaded) is type(backbone)
     _assert_same(loaded(inputs), expected)
-    reloaded_terms = [float(to_numpy(t)) for t in psp_losses(loaded)]
-    np.testing.assert_allclose(reloaded_terms, terms, rtol=1e-5)
+    assert not loaded.losses
+    keras_psp.enable_psp(loaded, 1e-3)
+    loaded(inputs)
+    np.testing.assert_allclose(_terms(loaded), terms, rtol=1e-5)
 
     stripped = keras_psp.strip_psp(converted)
+    assert type(stripped) is type(backbone)
     _assert_same(stripped(inputs), expected)
-    assert not psp_layers(stripped)
+    assert not psp_layers(stripped) and not keras_psp.psp_terms(stripped)
+    assert not stripped.losses
 
 
 def _assert_same(actual, expected):

@@ -160,20 +160,25 @@ def test_four_ways_example_runs():
 def test_conversion_example_runs():
     import numpy as np
 
+    import keras_psp
     from keras_psp.models.psp_model import psp_layers
     from keras_psp.models.psp_model import psp_losses
 
     namespace = _run("docs/guide/conversion.md", 0)
-    model, plain = namespace["model"], namespace["plain"]
+    backbone, copy = namespace["backbone"], namespace["copy"]
+    plain, terms = namespace["plain"], namespace["terms"]
     found, skipped = namespace["found"], namespace["skipped"]
     inputs = {
         "token_ids": np.ones((2, 8), "int32"),
         "segment_ids": np.zeros((2, 8), "int32"),
         "padding_mask": np.ones((2, 8), "int32"),
     }
-    model(inputs)
-    assert len(psp_losses(model)) == len(found) == 3  # as the comment says
+    copy(inputs)
+    # As the comments say: the class is kept, 3 terms, none left after.
+    assert type(copy) is type(backbone) is type(plain)
+    assert len(psp_losses(copy)) == len(terms) == len(found) == 3
     assert not skipped and not psp_layers(plain)
+    assert not keras_psp.psp_terms(backbone)  # disabled again
 
 
 def test_paper_training_example_runs():

@@ -129,3 +129,43 @@ def test_strip_psp_keeps_sequential():
 def test_strip_psp_bad_argument():
     with pytest.raises(TypeError, match="`model`"):
         keras_psp.strip_psp(L.Dense(2))
+
+
+@keras.saving.register_keras_serializable(package="tests_stripping")
+class Tower(keras.Model):
+    """A functional subclass saved from its constructor's arguments, with
+    a PSP term at an activation layer, at a `keras.ops` activation and at
+    a Dense's activation."""
+
+    def __init__(self, width=6, name="tower", **kwargs):
+        inputs = keras.Input((4,))
+        x = L.ReLU(name="relu")(L.Dense(width, name="hidden")(inputs))
+        x = keras.ops.tanh(L.Dense(width, name="mid")(x))
+        outputs = L.Dense(2, activation="elu", name="logits")(x)
+        super().__init__(inputs, outputs, name=name, **kwargs)
+        self.width = width
+
+    def get_config(self):
+        return {"width": self.width, "name": self.name}
+
+
+@pytest.mark.parametrize("way", ["apply_psp", "enable_psp"])
+def test_strip_psp_gives_a_plain_copy_of_the_models_class(way):
+    model = Tower()
+    x = np.random.rand(3, 4).astype("float32")
+    expected = to_numpy(model(x))
+    converted = getattr(keras_psp, way)(model, 1e-2)
+    assert len(keras_psp.psp_terms(converted)) == 3
+    stripped = keras_psp.strip_psp(converted)
+    assert type(stripped) is Tower and stripped is not converted
+    assert not psp_layers(stripped) and not keras_psp.psp_terms(stripped)
+    np.testing.assert_array_equal(to_numpy(stripped(x)), expected)
+    assert not stripped.losses
+    # A copy: the weights are equal, not shared; the PSP model keeps PSP.
+    weights = [w for w in converted.weights if not w.path.endswith("strength")]
+    assert [w.path for w in stripped.weights] == [w.path for w in weights]
+    for w, s in zip(weights, stripped.weights, strict=True):
+        assert w is not s
+        np.testing.assert_array_equal(to_numpy(w), to_numpy(s))
+    converted(x)
+    assert len(converted.losses) == 3

@@ -1,5 +1,7 @@
 """PSP switched on and off in place: `enable_psp`, `disable_psp`."""
 
+import collections
+import re
 import types
 
 import keras
@@ -11,18 +13,63 @@ from keras_psp.conversion import loss_logging
 from keras_psp.conversion import planning
 from keras_psp.conversion import selectors
 from keras_psp.conversion.psp_state import PSPState
+from keras_psp.models.psp_model import psp_layers
 from keras_psp.penalty import validate_reduction
 from keras_psp.penalty import validate_strength
 
 RECORD = "_psp_enabled"
+SHARED = (
+    "the copy shares this layer with the original model (it could not be "
+    "copied), so a term attached to it would change the original too; "
+    "`keras_psp.enable_psp` on the original model reaches it"
+)
 STATE = "_psp_state"
 
 
-def psp_terms(model):
-    """The attachments `enable_psp` made in `model` (see
-    `keras_psp.conversion.terms`), or None when PSP is not enabled."""
+PSPTerm = collections.namedtuple("PSPTerm", ["layer", "route", "count"])
+PSPTerm.__doc__ = """Where `enable_psp` attached PSP terms in a model.
+
+Attributes:
+    layer: the layer (or `keras.ops` node) that holds them.
+    route: how the z's are reached: `"activation attribute"` (the
+        activation function the layer holds and applies to z),
+        `"layer input"` (an activation layer or op: z is its input) or
+        `"code"` (activations the layer applies in its own code, seen at
+        the places one symbolic run found).
+    count: the number of z's, so of terms per call (1 but for `"code"`).
+"""
+
+
+def attachments(model):
+    """Everything `enable_psp` attached to `model` (terms and mask scopes,
+    see `keras_psp.conversion.terms`), or None when PSP is not enabled."""
     record = vars(model).get(RECORD)
     return None if record is None else list(record.terms)
+
+
+def psp_terms(model):
+    """Returns where `keras_psp.enable_psp` (or `apply_psp`) put PSP terms.
+
+    Args:
+        model: a model.
+
+    Returns:
+        A list of `PSPTerm(layer, route, count)` in the model's order, empty
+        when PSP is not enabled in `model`.
+
+    Example:
+
+    >>> import keras
+    >>> model = keras.Sequential([
+    ...     keras.Input((4,)), keras.layers.Dense(3, activation="relu")])
+    >>> [t.route for t in psp_terms(enable_psp(model))]
+    ['activation attribute']
+    """
+    return [
+        PSPTerm(term.holder, term.route, len(getattr(term, "places", (1,))))
+        for term in attachments(model) or ()
+        if term.route != "mask"
+    ]
 
 
 def enable_psp(
@@ -120,7 +167,34 @@ def enable_psp(
     >>> disable_psp(model) is model
     True
     """
-    cloning.check_graph_model(model, "enable_psp")
+    return attach_psp(
+        model,
+        strength,
+        reduction,
+        divide_by_num_layers=divide_by_num_layers,
+        regularize_logits=regularize_logits,
+        include=include,
+        exclude=exclude,
+    )
+
+
+def attach_psp(
+    model,
+    strength,
+    reduction,
+    *,
+    divide_by_num_layers,
+    regularize_logits,
+    include,
+    exclude,
+    function="enable_psp",
+    shared=(),
+):
+    """`enable_psp`, called as `function`; the layers in `shared` (layers
+    a copy shares with its original, see `apply_psp`) get no term: a term
+    attached to one would change the original model too."""
+
+    cloning.check_graph_model(model, function)
     strength = validate_strength(strength)
     reduction = validate_reduction(reduction)
     if RECORD in vars(model):
@@ -131,9 +205,18 @@ def enable_psp(
         )
     host = keras_internals.model_host(model)
     selected, skipped = selectors.select(
-        model, "enable_psp", regularize_logits, include, exclude
+        model, function, regularize_logits, include, exclude
     )
-    state = PSPState(strength, reduction, name=f"{model.name}_psp")
+    shared_ids = {id(layer) for layer in shared}
+    skipped.extend(
+        pre_activations.SkippedLayer(entry.layer, SHARED, entry.path)
+        for entry in selected
+        if id(entry.layer) in shared_ids
+    )
+    selected = [e for e in selected if id(e.layer) not in shared_ids]
+    # A variable's path may not hold "." on PyTorch ("mobilenetv2_1.00").
+    name = re.sub(r"[^A-Za-z0-9_]", "_", f"{model.name}_psp")
+    state = PSPState(strength, reduction, name=name)
     found = []
     for entry in selected:
         if entry.kind == pre_activations.COMPOSITE:
@@ -148,19 +231,24 @@ def enable_psp(
             for layer, reason in left
         )
     count = sum(term.route != "mask" for term in found)
-    if count == 0:
+    if count == 0 and not psp_layers(model):
         raise ValueError(
-            f"`enable_psp` found no pre-activation it can reach in model "
+            f"`{function}` found no pre-activation it can reach in model "
             f"'{model.name}'."
             + pre_activations.describe_skipped(
                 [(entry.layer, entry.reason) for entry in skipped]
             )
         )
     pre_activations.warn_skipped(skipped)
-    divisor = count if divide_by_num_layers else 1
+    # A model whose pre-activations are all PSP layers already needs no
+    # state: only `psp_loss` in its logs.
+    if not count:
+        host = None
+    divisor = count if divide_by_num_layers and count else 1
     state.strength.assign(strength / divisor)
     state.strength_divisor = divisor
-    keras_internals.attach(host, STATE, state)
+    if host is not None:
+        keras_internals.attach(host, STATE, state)
     installed = []
     try:
         for term in found:
@@ -170,7 +258,8 @@ def enable_psp(
     except Exception:
         for term in reversed(installed):
             term.remove()
-        keras_internals.detach(host, STATE)
+        if host is not None:
+            keras_internals.detach(host, STATE)
         raise
     # Not tracked by Keras (a namespace): what `disable_psp` undoes.
     setattr(model, RECORD, types.SimpleNamespace(terms=installed, host=host))
@@ -202,6 +291,7 @@ def disable_psp(model):
     loss_logging.remove(model)
     for term in reversed(record.terms):
         term.remove()
-    keras_internals.detach(record.host, STATE)
+    if record.host is not None:
+        keras_internals.detach(record.host, STATE)
     delattr(model, RECORD)
     return model

@@ -1,7 +1,5 @@
 """Models that log the PSP term of their loss as `psp_loss`."""
 
-import types
-
 import keras
 from keras import ops
 
@@ -58,7 +56,7 @@ def model_strength(model):
     ... ])
     >>> model = apply_psp(base, 1e-3, divide_by_num_layers=True)
     >>> [layer.strength_divisor for layer in psp_layers(model)]
-    [2, 2]
+    [2]
     >>> round(model_strength(model), 8)
     0.001
     """
@@ -152,69 +150,27 @@ class PSPModel(PSPLossMixin, keras.Model):
     def __init__(self, inputs, outputs, name=None, **kwargs):
         super().__init__(inputs, outputs, name=name, **kwargs)
         self._init_psp_loss_tracker()
-        # Not tracked by Keras (a namespace, not a dict): plain config data.
-        self._conversion = types.SimpleNamespace(recipe=None, layers=True)
-
-    @property
-    def conversion_recipe(self):
-        """How `apply_psp` made this model from a model that saves itself
-        from its constructor's arguments, or None (see `get_config`)."""
-        return self._conversion.recipe
-
-    @property
-    def saves_layer_configs(self):
-        """Whether `get_config` holds the layers' configs (see there)."""
-        return self._conversion.layers
-
-    def set_conversion_recipe(self, recipe, layer_configs=True):
-        """Makes the model save `recipe` (for `keras_psp.apply_psp`), with
-        its layers' configs too if `layer_configs`."""
-        self._conversion.recipe = recipe
-        self._conversion.layers = layer_configs
-
-    def get_config(self):
-        """The functional model's config (its layers' configs) and, for a
-        model `apply_psp` made from a model that saves itself from its
-        constructor's arguments (a keras_hub backbone), how to make it
-        again: the original's config and where PSP went. Loading uses the
-        layers' configs, or the recipe where they cannot rebuild the layers
-        (`apply_psp` found some that do not, or they raise)."""
-        recipe = self._conversion.recipe
-        if recipe is None:
-            return super().get_config()
-        config = {}
-        if self._conversion.layers:
-            try:
-                config = super().get_config()
-            except Exception:  # a layer's config cannot even be made
-                config = {}
-        return {
-            **config,
-            "name": self.name,
-            "trainable": self.trainable,
-            "psp_conversion": recipe,
-        }
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        if "psp_conversion" not in config:
-            return super().from_config(config, custom_objects)
-        config = dict(config)
-        recipe = config.pop("psp_conversion")
-        if "layers" in config:
-            try:
-                model = super().from_config(config, custom_objects)
-            except Exception:  # a layer's config does not rebuild it
-                pass
-            else:
-                model.set_conversion_recipe(recipe)
-                return model
-        from keras_psp.conversion import copying as conversion  # imports this
-
-        with keras.saving.custom_object_scope(custom_objects or {}):
-            model = conversion.reconvert(recipe)
-        model.trainable = config.get("trainable", True)
-        return model
+        # keras-psp 0.1.0's `apply_psp` saved a copy of a keras_hub backbone
+        # as a recipe (the original's config and where PSP went), with or
+        # without its layers' configs: the layers load as they are.
+        if "psp_conversion" in config:
+            config = dict(config)
+            config.pop("psp_conversion")
+            if "layers" not in config:
+                raise ValueError(
+                    f"Cannot load the PSP model '{config.get('name')}': it was "
+                    "saved by keras-psp 0.1.0 as a recipe this version no "
+                    "longer reads (its weights are stored under the layers "
+                    "of 0.1.0's wrappers). Build its original model again "
+                    "(e.g. `keras_hub.models.Backbone.from_preset(...)` or "
+                    "the code that built it) and call "
+                    "`keras_psp.enable_psp(model, ...)` with the settings "
+                    "you used."
+                )
+        return super().from_config(config, custom_objects)
 
 
 @keras.saving.register_keras_serializable(package="keras_psp")

@@ -14,6 +14,7 @@ from keras_psp.callbacks import StrengthScheduler
 from keras_psp.callbacks import cosine_strength
 from keras_psp.callbacks import step_strength
 from keras_psp.callbacks import warmup_strength
+from keras_psp.conversion.psp_state import PSPState
 from keras_psp.models import LeNet5
 from keras_psp.models.psp_model import PSPModel
 from keras_psp.models.psp_model import model_strength
@@ -134,9 +135,9 @@ def test_psp_layers_keep_the_strength_they_were_given_during_fit():
 
 
 def test_layers_of_different_strengths_keep_their_ratios():
-    # λ/2 on two layers converted with divide_by_num_layers (λ = 1e-3 on
-    # the user's scale), beside a PSPDense given 4e-3: the model's λ is the
-    # largest, 4e-3, and each layer keeps its ratio to it.
+    # λ/2 on the two terms apply_psp attached with divide_by_num_layers (λ =
+    # 1e-3 on the user's scale), beside a PSPDense given 4e-3: the model's λ
+    # is the largest, 4e-3, and each PSP layer keeps its ratio to it.
     base = keras.Sequential(
         [
             keras.Input((4,)),
@@ -146,39 +147,62 @@ def test_layers_of_different_strengths_keep_their_ratios():
         ]
     )
     model = apply_psp(base, 1e-3, divide_by_num_layers=True)
-    names = [layer.name for layer in psp_layers(model)]
-    assert names == ["fc1", "psp", "logits"]
+    # The PSPDense is regularized already: fc1 and the logits are the 2.
+    assert [t.layer.name for t in keras_psp.psp_terms(model)] == [
+        "fc1",
+        "logits",
+    ]
+    state, psp = psp_layers(model)
+    assert isinstance(state, PSPState) and psp.name == "psp"
     built = _strengths(model)
-    np.testing.assert_allclose(built, [5e-4, 4e-3, 5e-4], rtol=1e-7)
-    assert [la.strength_divisor for la in psp_layers(model)] == [2, 1, 2]
+    np.testing.assert_allclose(built, [5e-4, 4e-3], rtol=1e-7)
+    assert [la.strength_divisor for la in (state, psp)] == [2, 1]
     assert model_strength(model) == pytest.approx(4e-3)
     scheduler = StrengthScheduler(step_strength(4e-3, [1], 0.5))
     scheduler.set_model(model)
     scheduler.on_train_begin()
     scheduler.on_epoch_begin(0)
     assert _strengths(model) == built
+    x = np.random.rand(2, 4).astype("float32")
+    model(x)
+    before = [float(to_numpy(t)) for t in model.losses]
+    assert len(before) == 3
     scheduler.on_epoch_begin(1)
-    np.testing.assert_allclose(
-        _strengths(model), [2.5e-4, 2e-3, 2.5e-4], rtol=1e-6
-    )
+    np.testing.assert_allclose(_strengths(model), [2.5e-4, 2e-3], rtol=1e-6)
+    # Every term follows its layer's λ: halved.
+    model(x)
+    after = [float(to_numpy(t)) for t in model.losses]
+    np.testing.assert_allclose(after, np.array(before) / 2, rtol=1e-6)
 
 
 def test_a_saved_model_keeps_the_users_scale(tmp_path):
+    # Saving keeps the plain model; enable_psp with the same arguments after
+    # loading gives each term the same λ/L, and the schedule its scale.
     model = apply_psp(_plain(), 3e-3, "mean", divide_by_num_layers=True)
     path = str(tmp_path / "model.keras")
     model.save(path)
     loaded = keras.saving.load_model(path)
-    assert [
-        la.get_config()["strength_divisor"] for la in psp_layers(loaded)
-    ] == [3, 3, 3]
-    assert [la.strength_divisor for la in psp_layers(loaded)] == [3, 3, 3]
+    assert not psp_layers(loaded)
+    with pytest.raises(ValueError, match="has no PSP layer"):
+        model_strength(loaded)
+    keras_psp.enable_psp(loaded, 3e-3, "mean", divide_by_num_layers=True)
+    assert [la.strength_divisor for la in psp_layers(loaded)] == [3]
     assert _strengths(loaded) == _strengths(model)
+    np.testing.assert_allclose(_strengths(loaded), [1e-3], rtol=1e-7)
+    assert model_strength(loaded) == pytest.approx(3e-3, rel=1e-7)
     scheduler = StrengthScheduler(step_strength(3e-3, []))
     scheduler.set_model(loaded)
     scheduler.on_train_begin()
     scheduler.on_epoch_begin(0)
     assert _strengths(loaded) == _strengths(model)
-    # strip_psp drops the PSP config entries, strength_divisor among them.
+    x = np.random.rand(4, 4).astype("float32")
+    for m in (model, loaded):
+        m(x)
+    np.testing.assert_allclose(
+        [float(to_numpy(t)) for t in loaded.losses],
+        [float(to_numpy(t)) for t in model.losses],
+        rtol=1e-6,
+    )
     plain = keras_psp.strip_psp(loaded)
     assert not psp_layers(plain)
 

@@ -11,7 +11,7 @@ from keras import ops
 import keras_psp
 from keras_psp import keras_internals
 from keras_psp.conversion import code_taps
-from keras_psp.conversion.enable import psp_terms
+from keras_psp.conversion.enable import attachments as psp_terms
 from keras_psp.conversion.psp_state import PSPState
 from keras_psp.models.psp_model import model_strength
 

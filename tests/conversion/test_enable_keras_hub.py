@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import keras_psp
-from keras_psp.conversion.enable import psp_terms
+from keras_psp.conversion.enable import attachments as psp_terms
 from tests import keras_hub_tasks
 
 

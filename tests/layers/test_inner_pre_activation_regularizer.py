@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 
 from keras_psp import InnerPreActivationRegularizer
+from keras_psp import PreActivationRegularizer
 from keras_psp import apply_psp
 from keras_psp.callbacks import PreActivationMonitor
+from keras_psp.models.psp_model import PSPModel
 from keras_psp.models.psp_model import psp_losses
 from tests.helpers import to_numpy
 from tests.test_penalty import numpy_sum
@@ -66,16 +68,21 @@ def test_time_distributed_is_skipped_and_reported():
     assert type(converted.get_layer("td")) is L.TimeDistributed
 
 
-def test_converted_model_trains_saves_and_is_monitored(tmp_path):
+def test_wrapped_model_trains_saves_and_is_monitored(tmp_path):
     inputs = keras.Input((3,))
     hidden = Block(name="block")(inputs)
     model = keras.Model(inputs, L.Dense(2, name="logits")(hidden))
     x = np.random.randn(8, 3).astype("float32")
     y = np.random.randn(8, 2).astype("float32")
     expected = model.predict(x, verbose=0)
-    converted = apply_psp(model, 0.1)
-    block = converted.get_layer("block")
-    assert isinstance(block, InnerPreActivationRegularizer)
+    # The same layers, wrapped by hand (`apply_psp` attaches PSP in place).
+    block = InnerPreActivationRegularizer(
+        model.get_layer("block"), 0.1, name="block"
+    )
+    logits = PreActivationRegularizer(
+        model.get_layer("logits"), 0.1, name="logits"
+    )
+    converted = PSPModel(inputs, logits(block(inputs)))
     np.testing.assert_allclose(
         converted.predict(x, verbose=0), expected, atol=1e-6
     )

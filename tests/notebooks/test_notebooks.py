@@ -43,6 +43,7 @@ PRINTS = {
         "find_strength: λ =",
         "row_reader (LSTM)",
         "same predictions: True",
+        "after enable_psp: 4 terms",
         "largest difference between the predictions: 0.0",
         "PSP terms left: 0",
         "same outputs: True",
