@@ -293,7 +293,7 @@ class Stepper:
         if self.backend == "jax":
             import jax
 
-            self.data = (jax.device_put(x), jax.device_put(y), None)
+            self.data = (jax.device_put(x), jax.device_put(y), None)  # pytrees
             self.state = model._get_jax_state(
                 trainable_variables=True,
                 non_trainable_variables=True,
@@ -301,9 +301,8 @@ class Stepper:
                 metrics_variables=True,
             )
         else:
-            self.data = (
-                keras.ops.convert_to_tensor(x),
-                keras.ops.convert_to_tensor(y),
+            self.data = keras.tree.map_structure(
+                keras.ops.convert_to_tensor, (x, y)
             )
 
     def step(self):
@@ -319,14 +318,15 @@ class Stepper:
         return float(logs["loss"])
 
 
-def time_model(model_name, args, variants=VARIANTS, builder=None):
+def time_model(model_name, args, variants=VARIANTS, builder=None, batch=None):
     """Step seconds of each variant, all trained in this process.
 
     `builder(model_name, variant, args)` gives a variant's compiled model
-    (default: `build`).
+    (default: `build`), `batch(model_name, args)` its fixed batch `(x, y)`
+    (default: `data`).
     """
     builder = builder or build
-    x, y = data(model_name, args)
+    x, y = (batch or data)(model_name, args)
     steppers = {}
     for variant in variants:
         steppers[variant] = Stepper(builder(model_name, variant, args), x, y)

@@ -254,3 +254,44 @@ def test_bad_calls_raise_clear_errors():
         keras_psp.enable_psp(_mlp(), strength=-1.0)
     with pytest.raises(ValueError, match="Closest layer names"):
         keras_psp.enable_psp(_mlp(), include="dens")
+
+
+def test_model_checkpoint_and_backup_and_restore_work(tmp_path):
+    x = np.random.rand(8, 5).astype("float32")
+    y = np.random.rand(8, 3).astype("float32")
+
+    def enabled():
+        keras.utils.set_random_seed(3)
+        model = keras_psp.enable_psp(_mlp(), 1e-2)
+        model.compile("sgd", "mse")
+        return model
+
+    model = enabled()
+    checkpoint = tmp_path / "best.keras"
+    backup = tmp_path / "backup"
+    model.fit(
+        x,
+        y,
+        epochs=2,
+        verbose=0,
+        callbacks=[
+            keras.callbacks.ModelCheckpoint(checkpoint),
+            keras.callbacks.BackupAndRestore(backup, delete_checkpoint=False),
+        ],
+    )
+    # The checkpoint holds the plain model, with the trained weights.
+    loaded = keras.saving.load_model(checkpoint)
+    np.testing.assert_allclose(_numpy(loaded(x)), _numpy(model(x)), rtol=1e-6)
+    loaded(x)
+    assert not loaded.losses
+    # A new run with PSP enabled resumes from the backup: its weights, and
+    # only the epochs left.
+    again = enabled()
+    history = again.fit(
+        x,
+        y,
+        epochs=3,
+        verbose=0,
+        callbacks=[keras.callbacks.BackupAndRestore(backup)],
+    )
+    assert len(history.history["psp_loss"]) == 1
