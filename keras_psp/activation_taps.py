@@ -183,7 +183,9 @@ def _install():
                 if isinstance(original, staticmethod):
                     shim = staticmethod(shim)
                 setattr(holder, attribute, shim)
-                _installed["originals"].append((holder, attribute, original))
+                _installed["originals"].append(
+                    (holder, attribute, original, vars(holder)[attribute])
+                )
         _installed["count"] += 1
 
 
@@ -191,8 +193,10 @@ def _uninstall():
     with _lock:
         _installed["count"] -= 1
         if _installed["count"] == 0:
-            for holder, attribute, original in _installed["originals"]:
-                setattr(holder, attribute, original)
+            for holder, attribute, original, shim in _installed["originals"]:
+                # A function someone else replaced since is left as set.
+                if vars(holder).get(attribute) is shim:
+                    setattr(holder, attribute, original)
             _installed["originals"].clear()
 
 

@@ -295,3 +295,23 @@ def test_model_checkpoint_and_backup_and_restore_work(tmp_path):
         callbacks=[keras.callbacks.BackupAndRestore(backup)],
     )
     assert len(history.history["psp_loss"]) == 1
+
+
+def test_taps_leave_a_function_someone_else_replaced_as_it_is(monkeypatch):
+    from keras.src import backend
+
+    monkeypatch.setattr(code_taps, "_installed", {"users": 0, "shims": []})
+    before, relu = vars(backend.nn)["gelu"], vars(backend.nn)["relu"]
+    code_taps.acquire()
+    assert backend.nn.gelu is not before  # our shim
+
+    def theirs(*args, **kwargs):
+        return before(*args, **kwargs)
+
+    backend.nn.gelu = theirs
+    try:
+        code_taps.release()
+        assert backend.nn.gelu is theirs
+        assert vars(backend.nn)["relu"] is relu  # the others restored
+    finally:
+        backend.nn.gelu = before
