@@ -25,10 +25,8 @@ class PSPLossMetric(keras.metrics.Mean):
         pass
 
 
-def _psp_total(model):
-    from keras_psp.models.psp_model import psp_losses  # it imports `layers`
-
-    found = psp_losses(model)
+def _psp_total(model, layers):
+    found = keras_internals.own_losses(model, layers)
     return ops.sum(ops.stack(found)) if found else ops.zeros(())
 
 
@@ -37,9 +35,14 @@ def install(model):
     the model, updated where every Keras train and test step (a model's
     own `train_step` included, if it calls it) computes its loss,
     `compute_loss`, replaced on this instance only."""
+    from keras_psp.models.psp_model import psp_layers  # it imports `layers`
+
     tracker = PSPLossMetric()
     keras_internals.attach(model, TRACKER, tracker)
     original = model.compute_loss
+    # Found once: walking every layer at each step costs on PyTorch, whose
+    # steps run eagerly.
+    layers = psp_layers(model)
 
     @functools.wraps(original)
     def compute_loss(*args, **kwargs):
@@ -48,7 +51,7 @@ def install(model):
         first = keras.tree.flatten(y_pred)[0] if y_pred is not None else None
         size = 1.0 if first is None else ops.shape(first)[0]
         tracker.update_state(
-            _psp_total(model), sample_weight=ops.cast(size, "float32")
+            _psp_total(model, layers), sample_weight=ops.cast(size, "float32")
         )
         return loss
 

@@ -110,8 +110,11 @@ class AttributeTerm(Term):
         @functools.wraps(original)
         def activation(x, *args, **kwargs):
             self.take(x, current_mask())
-            with inside_term():
+            _local.depth = getattr(_local, "depth", 0) + 1
+            try:
                 output = original(x, *args, **kwargs)
+            finally:
+                _local.depth -= 1
             if self.outputs is not None:
                 self.outputs.append(output)
             return output
