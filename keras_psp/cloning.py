@@ -2,6 +2,7 @@
 model they return around a clone's graph."""
 
 import inspect
+import os
 import tempfile
 import types
 import warnings
@@ -325,6 +326,16 @@ def is_plain_graph(model):
     return type(model) in (keras.Sequential, keras_internals.Functional)
 
 
+def saved_copy(model):
+    """`model` saved to `.keras` in a temporary directory and loaded: a
+    copy exactly as Keras' saving makes it (the class rebuilt from its
+    config, then every variable and asset put back by its path)."""
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, "model.keras")
+        model.save(path)
+        return keras.saving.load_model(path, compile=False)
+
+
 def copy_model(model, function, skip=()):
     """A copy of `model`, of its class, with its weights and other state,
     and the layers it shares with `model` (see `convert_graph`).
@@ -351,8 +362,7 @@ def copy_model(model, function, skip=()):
         clone, fallbacks = convert_graph(model, convert, lambda layer: layer)
         return rebuild(model, clone, keras.Sequential, keras.Model), fallbacks
     try:
-        copy = copy_layer(model)
-        copy_state(model, copy, skip)
+        copy = saved_copy(model)
     except Exception as error:
         raise TypeError(
             f"`{function}` cannot copy model '{model.name}' of class "

@@ -84,3 +84,25 @@ def test_a_preset_saved_with_psp_loads_in_plain_keras_hub(tmp_path):
         [sys.executable, "-c", code], capture_output=True, text=True
     )
     assert "loaded plain" in result.stdout, result.stderr[-2000:]
+
+
+def test_find_strength_then_apply_psp_on_a_task_whose_preprocessor_ran():
+    import tensorflow as tf
+
+    task = keras_hub_tasks.gemma_causal_lm()
+    # Preprocessed batches, as `fit` makes them from raw strings (running
+    # the preprocessor also builds layers the task's config does not make).
+    batches = (
+        tf.data.Dataset.from_tensor_slices(list(keras_hub_tasks.raw_text()))
+        .batch(4)
+        .map(task.preprocessor)
+    )
+    strength = keras_psp.find_strength(task, batches, share=1e-3, steps=2)
+    assert np.isfinite(strength) and strength > 0
+    assert not keras_psp.psp_terms(task)  # left as it was
+    copy = keras_psp.apply_psp(task, strength)
+    assert type(copy) is type(task) and copy.preprocessor is not None
+    history = copy.fit(keras_hub_tasks.raw_text(), batch_size=4, verbose=0)
+    # The share asked for, at the start (measured on the same batches).
+    first = history.history["psp_loss"][0] / history.history["loss"][0]
+    assert 1e-4 < first < 1e-2
