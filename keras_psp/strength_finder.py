@@ -9,7 +9,8 @@ import numpy as np
 from keras import ops
 
 from keras_psp import validation
-from keras_psp.conversion import apply_psp
+from keras_psp.conversion import disable_psp
+from keras_psp.conversion import enable_psp
 from keras_psp.models.psp_model import psp_layers
 from keras_psp.models.psp_model import psp_losses
 from keras_psp.penalty import validate_reduction
@@ -47,7 +48,8 @@ def find_strength(
     - a model without PSP layers is converted as
       `apply_psp(model, λ, reduction, divide_by_num_layers=...,
       regularize_logits=..., include=..., exclude=...)` with these
-      arguments (on a copy), and the λ returned is the one to pass there;
+      arguments (switched on in the model for the measure, and off
+      again), and the λ returned is the one to pass there;
     - for a model with PSP layers (from `apply_psp`, a builder such as
       `keras_psp.models.LeNet5(psp_strength=...)`, or PSP layers), λ is the
       model's λ as its user writes it: each layer's `strength` times its
@@ -178,8 +180,14 @@ def find_strength(
                     f"reduction={reduction!r}; leave it None."
                 )
         strengths = _unit_strengths(layers)
+        data_loss, penalty = _measure(
+            model, layers, strengths, loss_fn, batches
+        )
     else:
-        model = apply_psp(
+        # Switched on in the model itself for the measure, then off: a
+        # copy would cost a save and a load (and a keras_hub tokenizer's
+        # TensorFlow resource may be freed with its copy).
+        enable_psp(
             model,
             1.0,
             "sum" if reduction is None else reduction,
@@ -188,9 +196,13 @@ def find_strength(
             include=include,
             exclude=exclude,
         )
-        layers = psp_layers(model)
-        strengths = None  # λ = 1 as written: apply_psp has set them
-    data_loss, penalty = _measure(model, layers, strengths, loss_fn, batches)
+        try:
+            # λ = 1 as written: enable_psp has set it.
+            data_loss, penalty = _measure(
+                model, psp_layers(model), None, loss_fn, batches
+            )
+        finally:
+            disable_psp(model)
     if not math.isfinite(data_loss) or data_loss <= 0:
         raise ValueError(
             f"The data loss of model '{model.name}' on the given batches is "

@@ -30,6 +30,7 @@ RUN_BY = {
     ("docs/index.md", 0): "test_first_example_runs",
     ("docs/guide/four-ways.md", 0): "test_four_ways_example_runs",
     ("docs/guide/conversion.md", 0): "test_conversion_example_runs",
+    ("docs/guide/keras-hub.md", 0): "test_keras_hub_example_runs",
     ("docs/guide/strength.md", 0): (
         "tests/test_strength_finder.py::test_strength_page_example_runs"
     ),
@@ -179,6 +180,19 @@ def test_conversion_example_runs():
     assert len(psp_losses(copy)) == len(terms) == len(found) == 3
     assert not skipped and not psp_layers(plain)
     assert not keras_psp.psp_terms(backbone)  # disabled again
+
+
+def test_keras_hub_example_runs():
+    namespace = _run("docs/guide/keras-hub.md", 0)
+    task, terms = namespace["task"], namespace["terms"]
+    assert type(task).__name__ == "GemmaCausalLM"
+    assert [term.route for term in terms] == ["code", "code"]
+    history = namespace["history"].history
+    assert all(value > 0 for value in history["psp_loss"])
+    # As the page says: the share asked for at the start.
+    assert 1e-4 < history["psp_loss"][0] / history["loss"][0] < 1e-2
+    # Plain keras_hub generates from the saved preset what the task did.
+    assert namespace["loaded"] == str(namespace["answer"])
 
 
 def test_paper_training_example_runs():

@@ -48,6 +48,13 @@ PRINTS = {
         "PSP terms left: 0",
         "same outputs: True",
     ],
+    "06_psp_finetuning_keras_hub.ipynb": [
+        "task: GemmaCausalLM | preprocessor: GemmaCausalLMPreprocessor",
+        "λ from find_strength",
+        "decoder_block_0  1 term(s), code",
+        "LoRA + PSP: final loss",
+        "it generates the same: True",
+    ],
     "05_psp_beside_related_regularizers.ipynb": [
         "gradient-coherent L1: test error",
         "activation sparsity: test error",
