@@ -44,3 +44,15 @@ def _fresh_keras_state():
     np.random.seed(1234)
     yield
     keras.config.set_dtype_policy("float32")
+    _release_code_taps()
+
+
+def _release_code_taps():
+    """Collects the models a test left with PSP's code taps enabled: their
+    taps release the backend shims when they are garbage collected, which
+    could otherwise be many tests later, so the next test starts with
+    Keras' own functions, as a program that never enabled PSP does."""
+    from keras_psp.conversion import code_taps
+
+    if code_taps._installed["users"] > 0:
+        gc.collect()

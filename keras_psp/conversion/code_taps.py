@@ -17,6 +17,7 @@ import contextlib
 import os
 import sys
 import threading
+import weakref
 
 import keras
 
@@ -119,6 +120,8 @@ def release():
     """Removes the shims once no block needs them; a function someone else
     replaced since is left as they set it."""
     with _lock:
+        if _installed["users"] == 0:
+            return
         _installed["users"] -= 1
         if _installed["users"] == 0:
             for holder, attribute, original, shim in _installed["shims"]:
@@ -231,6 +234,9 @@ class CodeTaps(terms.Term):
 
     def install(self):
         acquire()
+        # Released with `remove`, or when the block is garbage collected
+        # (a model with PSP enabled, thrown away without `disable_psp`).
+        self._release = weakref.finalize(self.holder, release)
 
         def make(original):
             def call(*args, **kwargs):
@@ -243,4 +249,4 @@ class CodeTaps(terms.Term):
 
     def remove(self):
         self._restore()
-        release()
+        self._release()
