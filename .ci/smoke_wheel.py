@@ -11,8 +11,10 @@ imported by accident. It checks that:
   URLs (setup.py makes them so), which resolve on PyPI;
 - the README's first usage example runs as written (its text is read from
   the installed package's metadata, which holds the README);
-- `apply_psp` and `strip_psp` keep a small functional model's predictions,
-  and the converted model takes a `fit` step that logs `psp_loss`;
+- `apply_psp` and `strip_psp` keep a small functional model's class and
+  predictions, and the converted model takes a `fit` step that logs
+  `psp_loss`; its `.keras` file loads, and `enable_psp` on it gives the
+  same terms;
 - the converted model loads back from `.keras` without `custom_objects`
   with equal predictions.
 
@@ -72,7 +74,7 @@ def main():
 
     keras.utils.set_random_seed(0)
     # Functional (the README's example is Sequential): its converted copy
-    # is a PSPModel, whose `.keras` file needs Keras 3.15 to load.
+    # is functional too, with PSP enabled in place.
     inputs = keras.Input((8, 8, 1))
     hidden = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
     hidden = keras.layers.Flatten()(hidden)
@@ -83,11 +85,11 @@ def main():
     expected = plain.predict(x, verbose=0)
 
     model = keras_psp.apply_psp(plain, strength=1e-3)
-    terms = sum(
-        isinstance(layer, keras_psp.PreActivationRegularizer)
-        for layer in model.layers
+    terms = len(keras_psp.psp_terms(model))
+    check(
+        terms == 3 and type(model) is type(plain),
+        f"apply_psp regularizes the 3 activated layers ({terms}), class kept",
     )
-    check(terms == 3, f"apply_psp wraps the 3 activated layers ({terms})")
     check(
         np.array_equal(model.predict(x, verbose=0), expected),
         "apply_psp keeps the predictions",
@@ -117,6 +119,11 @@ def main():
             loaded.predict(x, verbose=0), model.predict(x, verbose=0)
         ),
         ".keras round trip keeps the predictions",
+    )
+    keras_psp.enable_psp(loaded, strength=1e-3)
+    check(
+        len(keras_psp.psp_terms(loaded)) == 3,
+        "enable_psp on the loaded (plain) model gives the same 3 terms",
     )
     print(
         f"smoke_wheel: keras-psp {version} from the wheel works on "
