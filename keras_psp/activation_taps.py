@@ -92,7 +92,7 @@ class Watch:
                 skipped.append((layer, reason))
 
     def _seen(self, name, frame, z, output):
-        layers, loop = _callers(frame, self.root)
+        layers, loop = callers(frame, self.root)
         if not layers or layers[-1] is not self.root:
             return  # not applied inside a call of `root`
         graph_layers = [
@@ -131,7 +131,7 @@ class Watch:
             self.take(z)
 
 
-def _callers(frame, root):
+def callers(frame, root):
     """The layers whose calls are running at `frame`, innermost first, up
     to `root`, and the first Keras control flow op found on the way."""
     layers, loop = [], None
@@ -174,18 +174,9 @@ def _shim(name, original):
 def _install():
     with _lock:
         if _installed["count"] == 0:
-            for holder, attribute in keras_internals.activation_functions():
-                original = vars(holder)[attribute]
-                function = original
-                if isinstance(original, staticmethod):
-                    function = original.__func__
-                shim = _shim(attribute, function)
-                if isinstance(original, staticmethod):
-                    shim = staticmethod(shim)
-                setattr(holder, attribute, shim)
-                _installed["originals"].append(
-                    (holder, attribute, original, vars(holder)[attribute])
-                )
+            _installed["originals"] = (
+                keras_internals.replace_activation_functions(_shim)
+            )
         _installed["count"] += 1
 
 
@@ -193,11 +184,10 @@ def _uninstall():
     with _lock:
         _installed["count"] -= 1
         if _installed["count"] == 0:
-            for holder, attribute, original, shim in _installed["originals"]:
-                # A function someone else replaced since is left as set.
-                if vars(holder).get(attribute) is shim:
-                    setattr(holder, attribute, original)
-            _installed["originals"].clear()
+            keras_internals.restore_activation_functions(
+                _installed["originals"]
+            )
+            _installed["originals"] = []
 
 
 @contextlib.contextmanager

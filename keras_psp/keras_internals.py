@@ -349,3 +349,25 @@ def model_host(model):
             "input: start it with `keras.Input(shape)` or build it first."
         )
     return model
+
+
+def replace_activation_functions(make_shim):
+    """Replaces each of `activation_functions()` by `make_shim(name,
+    function)`; returns `(holder, attribute, original, shim)` for
+    `restore_activation_functions`."""
+    replaced = []
+    for holder, attribute in activation_functions():
+        original = vars(holder)[attribute]
+        static = isinstance(original, staticmethod)
+        shim = make_shim(attribute, original.__func__ if static else original)
+        setattr(holder, attribute, staticmethod(shim) if static else shim)
+        replaced.append((holder, attribute, original, vars(holder)[attribute]))
+    return replaced
+
+
+def restore_activation_functions(replaced):
+    """Puts back what `replace_activation_functions` replaced; a function
+    someone else replaced since is left as they set it."""
+    for holder, attribute, original, shim in replaced:
+        if vars(holder).get(attribute) is shim:
+            setattr(holder, attribute, original)

@@ -22,22 +22,15 @@ import weakref
 import keras
 
 from keras_psp import keras_internals
+from keras_psp.activation_taps import MAPPED
+from keras_psp.activation_taps import NORMALIZING
+from keras_psp.activation_taps import RECURRENT
+from keras_psp.activation_taps import callers
+from keras_psp.activation_taps import is_attention
+from keras_psp.activation_taps import is_recurrent
 from keras_psp.conversion import terms
 from keras_psp.layers.psp_layer import PSPLayerMixin
 
-NORMALIZING = frozenset(("softmax", "log_softmax", "sparsemax"))
-RECURRENT = (
-    "recurrent layer: it applies its activations inside the recurrence, "
-    "out of reach of `add_loss`, so it has no single pre-activation"
-)
-MAPPED = "it calls its inner layer inside a map, out of reach of `add_loss`"
-
-_ATTENTION_LAYERS = (
-    keras.layers.MultiHeadAttention,
-    keras.layers.GroupQueryAttention,
-    keras.layers.Attention,
-    keras.layers.AdditiveAttention,
-)
 _KERAS_PLUMBING = tuple(
     f"{os.sep}keras{os.sep}src{os.sep}{folder}{os.sep}"
     for folder in ("ops", "activations", "backend")
@@ -46,20 +39,6 @@ _KERAS_PLUMBING = tuple(
 _local = threading.local()
 _lock = threading.Lock()
 _installed = {"users": 0, "shims": []}
-
-
-def is_attention(layer):
-    """Whether `layer` is an attention layer: Keras' own, or a class whose
-    name ends in `Attention` (keras_hub's `CachedGemmaAttention`, ...)."""
-    return isinstance(layer, _ATTENTION_LAYERS) or type(
-        layer
-    ).__name__.endswith("Attention")
-
-
-def is_recurrent(layer):
-    return isinstance(layer, keras.layers.RNN) or hasattr(
-        layer, "recurrent_activation"
-    )
 
 
 def location(frame):
@@ -103,16 +82,9 @@ def acquire():
     """Installs the shims, if no block had them installed."""
     with _lock:
         if _installed["users"] == 0:
-            for holder, attribute in keras_internals.activation_functions():
-                original = vars(holder)[attribute]
-                function = original
-                if isinstance(original, staticmethod):
-                    function = original.__func__
-                shim = _shim(attribute, function)
-                if isinstance(original, staticmethod):
-                    shim = staticmethod(shim)
-                setattr(holder, attribute, shim)
-                _installed["shims"].append((holder, attribute, original, shim))
+            _installed["shims"] = keras_internals.replace_activation_functions(
+                _shim
+            )
         _installed["users"] += 1
 
 
@@ -124,10 +96,8 @@ def release():
             return
         _installed["users"] -= 1
         if _installed["users"] == 0:
-            for holder, attribute, original, shim in _installed["shims"]:
-                if vars(holder).get(attribute) is shim:
-                    setattr(holder, attribute, original)
-            _installed["shims"].clear()
+            keras_internals.restore_activation_functions(_installed["shims"])
+            _installed["shims"] = []
 
 
 @contextlib.contextmanager
@@ -174,7 +144,7 @@ class Analysis:
             self.decisions.setdefault(where, True)
 
     def _decide(self, name, frame, z):
-        layers, loop = _callers(frame, self.root)
+        layers, loop = callers(frame, self.root)
         if not layers or layers[-1] is not self.root:
             return False
         if any(isinstance(layer, PSPLayerMixin) for layer in layers):
@@ -199,23 +169,6 @@ class Analysis:
         return not (
             isinstance(z, keras.Variable) or len(getattr(z, "shape", ())) < 1
         )
-
-
-def _callers(frame, root):
-    """The layers whose calls are running at `frame`, innermost first, up
-    to `root`, and the first Keras control flow op found on the way."""
-    layers, loop = [], None
-    while frame is not None:
-        if loop is None and keras_internals.in_keras_control_flow(frame.f_code):
-            loop = frame.f_code.co_name
-        owner = frame.f_locals.get("self")
-        if isinstance(owner, keras.layers.Layer):
-            if not layers or layers[-1] is not owner:
-                layers.append(owner)
-            if owner is root:
-                break
-        frame = frame.f_back
-    return layers, loop
 
 
 class CodeTaps(terms.Term):
